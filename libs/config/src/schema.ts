@@ -1,0 +1,76 @@
+import { z } from 'zod';
+
+const absolutePath = z.string().refine((p) => p.startsWith('/'), 'must be an absolute path');
+const port = z.number().int().min(0).max(65535);
+
+/**
+ * Berth's configuration: one TOML file (default /etc/berth/config.toml) and
+ * environment overrides. Every key has a default, so an empty file is valid.
+ * Unknown keys are errors, so a misspelt key never silently does nothing.
+ */
+export const configSchema = z
+  .object({
+    /** Where Berth keeps its persistent state: content, snapshots, database. */
+    stateDir: absolutePath.default('/var/lib/berth'),
+    /** Where Berth keeps runtime state that does not survive a reboot: internal sockets, pid files. */
+    runDir: absolutePath.default('/run/berth'),
+    /** The CRI socket the kubelet and crictl connect to. */
+    socket: absolutePath.default('/run/berth/berth.sock'),
+    /** Group that may use the CRI socket (a gid); the socket is root-owned with mode 0660. */
+    socketGid: z.number().int().min(0).default(0),
+    nats: z
+      .object({
+        /** An existing NATS server to use; when empty, Berth starts nats-server itself. */
+        url: z.string().default(''),
+        /** The port of the nats-server Berth starts; 0 picks a free loopback port. */
+        port: port.default(0),
+        /** The nats-server binary Berth starts. */
+        binary: z.string().default('nats-server'),
+      })
+      .strict()
+      .prefault({}),
+    database: z
+      .object({
+        /** `file:/path.db` for SQLite (the default, under stateDir) or `postgresql://...`. */
+        url: z.string().default(''),
+      })
+      .strict()
+      .prefault({}),
+    cni: z
+      .object({
+        confDir: absolutePath.default('/etc/cni/net.d'),
+        binDirs: z.array(absolutePath).min(1).default(['/usr/lib/cni', '/opt/cni/bin']),
+      })
+      .strict()
+      .prefault({}),
+    /** `auto` uses systemd when it is PID 1's init, cgroupfs otherwise. */
+    cgroupDriver: z.enum(['auto', 'cgroupfs', 'systemd']).default('auto'),
+    /** The OCI runtime binary for the default handler. */
+    runtimePath: z.string().default('runc'),
+    /** The pod sandbox image: empty for Berth's built-in one, or an image reference. */
+    sandboxImage: z.string().default(''),
+    observability: z
+      .object({
+        /** Address of each service's /healthz, /readyz and /metrics endpoint. Loopback by default. */
+        host: z.string().default('127.0.0.1'),
+        /** Ports of those endpoints; 0 picks a free one (as image-service replicas do). */
+        ports: z
+          .object({
+            cri: port.default(10310),
+            store: port.default(10311),
+            image: port.default(10312),
+            executor: port.default(10313),
+          })
+          .strict()
+          .prefault({}),
+        /** `none` (default) or `otlp` (OTLP over HTTP to `otlpEndpoint`). */
+        tracesExporter: z.enum(['none', 'otlp']).default('none'),
+        otlpEndpoint: z.string().default('http://127.0.0.1:4318/v1/traces'),
+        logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
+
+export type BerthConfig = z.infer<typeof configSchema>;
