@@ -1,0 +1,4 @@
+// Generated code lives in src/gen (written by `nx run proto:generate`, never
+// edited). This file names what the rest of Berth may import.
+export * as storeV1 from './gen/berth/store/v1/store.js';
+export * as executorV1 from './gen/berth/executor/v1/executor.js';

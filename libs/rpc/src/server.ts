@@ -1,0 +1,158 @@
+import {
+  Metadata,
+  type sendUnaryData,
+  type ServerUnaryCall,
+  type ServerWritableStream,
+  type UntypedServiceImplementation,
+} from '@grpc/grpc-js';
+import { context, metrics, propagation, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import { BerthError, GrpcCode, InvalidArgumentError, toGrpcStatus, UnimplementedError } from '@berth/errors';
+import type { Logger } from '@berth/observability';
+import { metadataGetter } from './trace-metadata.js';
+import type { RequestOf, ResponseOf, ServerStreamMethods, ServiceDefinition, UnaryMethods } from './types.js';
+
+/** What a handler knows about the call besides its request. */
+export interface CallContext {
+  /** The full method path, e.g. `/runtime.v1.RuntimeService/Version`. */
+  method: string;
+  metadata: Metadata;
+  /** Aborted when the client cancels or the deadline passes. */
+  signal: AbortSignal;
+}
+
+export type UnaryHandler<Req, Res> = (request: Req, ctx: CallContext) => Promise<Res>;
+/** A server-streaming handler writes with `send` and resolves when the stream is done. */
+export type ServerStreamHandler<Req, Res> = (request: Req, send: (message: Res) => void, ctx: CallContext) => Promise<void>;
+
+export type Handlers<S extends ServiceDefinition> = {
+  [K in UnaryMethods<S>]?: UnaryHandler<RequestOf<S[K]>, ResponseOf<S[K]>>;
+} & {
+  [K in ServerStreamMethods<S>]?: ServerStreamHandler<RequestOf<S[K]>, ResponseOf<S[K]>>;
+};
+
+export interface ServeOptions {
+  logger: Logger;
+  /** Name used for the tracer and metrics, e.g. `cri`. */
+  service: string;
+  /** Message of the UNIMPLEMENTED status for methods without a handler. */
+  unimplementedMessage?: (method: string) => string;
+}
+
+/** Stands in for a request whose bytes did not decode; the handler wrapper answers INVALID_ARGUMENT. */
+class MalformedRequest {
+  constructor(readonly reason: string) {}
+}
+
+/**
+ * A copy of `definition` whose request decoder never throws: grpc-js would
+ * answer INTERNAL for bytes that do not decode, but a malformed request is the
+ * caller's fault, so the wrapper below answers INVALID_ARGUMENT instead.
+ */
+function tolerantDefinition<S extends ServiceDefinition>(definition: S): S {
+  const copy: Record<string, unknown> = {};
+  for (const [name, method] of Object.entries(definition)) {
+    copy[name] = {
+      ...method,
+      requestDeserialize: (bytes: Buffer) => {
+        try {
+          return method.requestDeserialize(bytes);
+        } catch (err) {
+          return new MalformedRequest(err instanceof Error ? err.message : String(err));
+        }
+      },
+    };
+  }
+  return copy as S;
+}
+
+function methodName(path: string): string {
+  return path.slice(path.lastIndexOf('/') + 1);
+}
+
+/**
+ * Builds a grpc-js service (definition + implementation) from typed handlers.
+ * Every method of the definition gets an implementation: one without a handler
+ * answers UNIMPLEMENTED. The wrapper is the single edge where errors become
+ * gRPC statuses, where trace context is taken from metadata, and where each
+ * call is logged and counted.
+ */
+export function buildService<S extends ServiceDefinition>(
+  definition: S,
+  handlers: Handlers<S>,
+  options: ServeOptions,
+): { definition: S; implementation: UntypedServiceImplementation } {
+  const tracer = trace.getTracer(`berth-${options.service}-rpc`);
+  const meter = metrics.getMeter(`berth-${options.service}-rpc`);
+  const duration = meter.createHistogram('berth_rpc_server_duration_ms', {
+    description: 'gRPC server call duration by method and status code',
+    unit: 'ms',
+  });
+  const implementation: UntypedServiceImplementation = {};
+  const table = handlers as Record<string, ((...args: never[]) => Promise<unknown>) | undefined>;
+
+  for (const [name, method] of Object.entries(definition)) {
+    const short = methodName(method.path);
+    const handler = table[name];
+
+    const run = async (
+      request: unknown,
+      metadata: Metadata,
+      call: { on(event: 'cancelled', cb: () => void): unknown },
+      invoke: (ctx: CallContext) => Promise<unknown>,
+    ): Promise<{ ok: true; value: unknown } | { ok: false; code: number; details: string }> => {
+      const started = performance.now();
+      const parent = propagation.extract(context.active(), metadata, metadataGetter);
+      return tracer.startActiveSpan(short, { kind: SpanKind.SERVER, attributes: { 'rpc.system': 'grpc', 'rpc.method': method.path } }, parent, async (span) => {
+        const abort = new AbortController();
+        call.on('cancelled', () => abort.abort(new BerthError('canceled', `${short} cancelled by the client`)));
+        let outcome: { ok: true; value: unknown } | { ok: false; code: number; details: string };
+        try {
+          if (request instanceof MalformedRequest) throw new InvalidArgumentError(`malformed ${short} request: ${request.reason}`);
+          if (handler === undefined) {
+            throw new UnimplementedError(options.unimplementedMessage?.(short) ?? `${short} is not implemented`);
+          }
+          outcome = { ok: true, value: await invoke({ method: method.path, metadata, signal: abort.signal }) };
+        } catch (err) {
+          const status = toGrpcStatus(err);
+          outcome = { ok: false, ...status };
+          if (status.code === GrpcCode.INTERNAL) options.logger.error({ err, method: short }, 'call failed with an internal error');
+          else options.logger.debug({ method: short, code: status.code, details: status.details }, 'call failed');
+          span.setStatus({ code: SpanStatusCode.ERROR, message: status.details });
+        }
+        const code = outcome.ok ? GrpcCode.OK : outcome.code;
+        span.setAttribute('rpc.grpc.status_code', code);
+        span.end();
+        duration.record(performance.now() - started, { method: short, code });
+        return outcome;
+      });
+    };
+
+    if (!method.requestStream && !method.responseStream) {
+      implementation[name] = (call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) => {
+        void run(call.request, call.metadata, call, (ctx) => (handler as UnaryHandler<unknown, unknown>)(call.request, ctx)).then((outcome) => {
+          if (outcome.ok) callback(null, outcome.value);
+          else callback({ code: outcome.code, details: outcome.details, metadata: new Metadata() });
+        });
+      };
+    } else if (!method.requestStream && method.responseStream) {
+      implementation[name] = (call: ServerWritableStream<unknown, unknown>) => {
+        const send = (message: unknown): void => {
+          if (!call.cancelled && call.writable) call.write(message);
+        };
+        void run(call.request, call.metadata, call, (ctx) => (handler as ServerStreamHandler<unknown, unknown>)(call.request, send, ctx)).then((outcome) => {
+          if (outcome.ok) call.end();
+          else call.destroy(Object.assign(new Error(outcome.details), { code: outcome.code, details: outcome.details }));
+        });
+      };
+    } else {
+      // Berth's APIs have no client-streaming handlers yet; answer every such
+      // call UNIMPLEMENTED rather than leave it hanging.
+      implementation[name] = (_call: unknown, callback?: sendUnaryData<unknown>) => {
+        const details = options.unimplementedMessage?.(short) ?? `${short} is not implemented`;
+        if (callback) callback({ code: GrpcCode.UNIMPLEMENTED, details });
+        else (_call as { destroy(e: Error): void }).destroy(Object.assign(new Error(details), { code: GrpcCode.UNIMPLEMENTED, details }));
+      };
+    }
+  }
+  return { definition: tolerantDefinition(definition), implementation };
+}
