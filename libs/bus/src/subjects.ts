@@ -1,0 +1,49 @@
+/**
+ * Typed NATS subjects. A request subject carries a request and one reply
+ * (served by a queue group, so one replica answers); an event subject carries
+ * fire-and-forget events to every subscriber. Subjects are path-like:
+ * `berth.<service>.<verb>` for requests, `berth.events.<topic>` for events.
+ */
+export interface RequestSubject<Req, Res> {
+  readonly kind: 'request';
+  readonly subject: string;
+  /** Phantom fields so the payload types travel with the subject. */
+  readonly _req?: Req;
+  readonly _res?: Res;
+}
+
+export interface EventSubject<E> {
+  readonly kind: 'event';
+  readonly subject: string;
+  readonly _event?: E;
+}
+
+export function requestSubject<Req, Res>(subject: string): RequestSubject<Req, Res> {
+  return { kind: 'request', subject };
+}
+
+export function eventSubject<E>(subject: string): EventSubject<E> {
+  return { kind: 'event', subject };
+}
+
+/** What an image-service replica says about itself. */
+export interface ImageServiceInfo {
+  version: string;
+  pid: number;
+  replica: string;
+}
+
+/** A service process came up (published once connected). */
+export interface ServiceStarted {
+  service: string;
+  version: string;
+  pid: number;
+}
+
+/** Queue group shared by every image-service replica. */
+export const imageQueueGroup = 'image';
+
+export const subjects = {
+  imageInfo: requestSubject<Record<string, never>, ImageServiceInfo>('berth.image.info'),
+  serviceStarted: eventSubject<ServiceStarted>('berth.events.service.started'),
+} as const;
