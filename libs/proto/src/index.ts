@@ -2,3 +2,4 @@
 // edited). This file names what the rest of Berth may import.
 export * as storeV1 from './gen/berth/store/v1/store.js';
 export * as executorV1 from './gen/berth/executor/v1/executor.js';
+export * as criV1 from './gen/runtime/v1/api.js';

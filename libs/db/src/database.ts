@@ -1,0 +1,61 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { PrismaBetterSqlite3 } from '@prisma/adapter-better-sqlite3';
+import { PrismaPg } from '@prisma/adapter-pg';
+import BetterSqlite3 from 'better-sqlite3';
+import pg from 'pg';
+import { UnavailableError } from '@berth/errors';
+import { PrismaClient as PostgresClient } from './generated/postgresql/client.js';
+import { PrismaClient as SqliteClient } from './generated/sqlite/client.js';
+import { listMigrations, migratePostgres, migrateSqlite } from './migrate.js';
+import { dialectOf, sqlitePath, type Dialect } from './url.js';
+
+/**
+ * The Prisma client type every service programs against. The PostgreSQL
+ * client is generated from the same models, so it has the same shape.
+ */
+export type Db = SqliteClient;
+
+export interface Database {
+  prisma: Db;
+  dialect: Dialect;
+  /** How many migrations the database has had applied. */
+  appliedMigrations: number;
+  close(): Promise<void>;
+}
+
+/**
+ * Opens the database at `url`, applying any pending migrations first. SQLite
+ * runs in WAL mode with a busy timeout, so several services can share one
+ * file; a PostgreSQL URL gives a pooled connection.
+ */
+export async function openDatabase(url: string): Promise<Database> {
+  const dialect = dialectOf(url);
+  if (dialect === 'sqlite') {
+    const path = sqlitePath(url);
+    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    const raw = new BetterSqlite3(path, { timeout: 10_000 });
+    let applied: number;
+    try {
+      raw.pragma('journal_mode = WAL');
+      raw.pragma('foreign_keys = ON');
+      applied = migrateSqlite(raw, listMigrations('sqlite'));
+    } finally {
+      raw.close();
+    }
+    const prisma = new SqliteClient({ adapter: new PrismaBetterSqlite3({ url: path, timeout: 10_000 }) });
+    return { prisma, dialect, appliedMigrations: applied, close: () => prisma.$disconnect() };
+  }
+  const client = new pg.Client({ connectionString: url });
+  let applied: number;
+  try {
+    await client.connect();
+    applied = await migratePostgres(client, listMigrations('postgresql'));
+  } catch (err) {
+    throw new UnavailableError('open PostgreSQL database', { cause: err });
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+  const prisma = new PostgresClient({ adapter: new PrismaPg({ connectionString: url }) }) as unknown as Db;
+  return { prisma, dialect, appliedMigrations: applied, close: () => prisma.$disconnect() };
+}
