@@ -43,6 +43,13 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    image: z
+      .object({
+        /** How many image-service processes berthd runs; they share pulls through one NATS queue group. */
+        replicas: z.number().int().min(1).max(64).default(1),
+      })
+      .strict()
+      .prefault({}),
     /** `auto` uses systemd when it is PID 1's init, cgroupfs otherwise. */
     cgroupDriver: z.enum(['auto', 'cgroupfs', 'systemd']).default('auto'),
     /** The OCI runtime binary for the default handler. */

@@ -1,0 +1,104 @@
+// berthd: runs a whole Berth node stack as one command. It starts
+// nats-server (unless one is configured), then the store, executor, image
+// (N replicas) and CRI services, restarts any that exit, prints the CRI
+// socket once it answers, and stops everything on SIGTERM or Ctrl-C.
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { startNatsServer, type NatsServerHandle } from '@berth/bus';
+import { loadConfig } from '@berth/config';
+import { berthVersion } from '@berth/daemon';
+import { createLogger } from '@berth/observability';
+import { criV1 } from '@berth/proto';
+import { createClient, socketIsLive } from '@berth/rpc';
+import { Supervisor } from './supervisor.js';
+
+const appsDir = join(import.meta.dirname, '../..');
+
+async function waitForCri(socket: string, timeoutMs: number): Promise<void> {
+  const client = createClient(criV1.RuntimeServiceService, `unix://${socket}`, { timeoutMs: 1000 });
+  const deadline = Date.now() + timeoutMs;
+  try {
+    for (;;) {
+      try {
+        await client.version({ version: '' });
+        return;
+      } catch (err) {
+        if (Date.now() > deadline) throw err;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  } finally {
+    client.close();
+  }
+}
+
+async function main(): Promise<void> {
+  let logger = createLogger({ service: 'berthd' });
+  const config = loadConfig();
+  logger = createLogger({ service: 'berthd', level: config.observability.logLevel });
+  if (await socketIsLive(config.socket)) {
+    logger.fatal({ socket: config.socket }, 'another Berth is already serving on the CRI socket');
+    process.stderr.write(`berthd: another Berth is already serving on ${config.socket}; not starting\n`);
+    process.exit(1);
+  }
+  mkdirSync(config.stateDir, { recursive: true, mode: 0o711 });
+  mkdirSync(join(config.runDir, 'internal'), { recursive: true, mode: 0o700 });
+
+  let nats: NatsServerHandle | undefined;
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  if (config.nats.url === '') {
+    nats = await startNatsServer({ binary: config.nats.binary, port: config.nats.port });
+    env['BERTH_NATS__URL'] = nats.url;
+    logger.info({ url: nats.url }, 'nats-server started');
+  }
+
+  const supervisor = new Supervisor(join(config.runDir, 'pids'), logger);
+  const service = (name: string, app: string, extraEnv: NodeJS.ProcessEnv = {}) =>
+    supervisor.add({ name, command: process.execPath, args: [join(appsDir, app, 'dist/main.js')], env: { ...env, ...extraEnv } });
+  service('store', 'store');
+  service('executor', 'executor');
+  for (let i = 0; i < config.image.replicas; i++) service(i === 0 ? 'image' : `image-${i}`, 'image', i === 0 ? {} : { BERTH_OBSERVABILITY__PORTS__IMAGE: '0' });
+  service('cri', 'cri');
+
+  let stopping = false;
+  const stop = async (signal: string): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'stopping the Berth stack');
+    await supervisor.stop();
+    await nats?.stop();
+    logger.info('stopped');
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+  // nats-server is restarted on the same port; the services reconnect by themselves.
+  const watchNats = (handle: NatsServerHandle): void => {
+    handle.process.once('exit', (code, signal) => {
+      if (stopping) return;
+      logger.warn({ code, signal }, 'nats-server exited; restarting it');
+      const restart = async (delay: number): Promise<void> => {
+        await new Promise((r) => setTimeout(r, delay));
+        if (stopping) return;
+        try {
+          nats = await startNatsServer({ binary: config.nats.binary, port: handle.port });
+          watchNats(nats);
+        } catch (err) {
+          logger.error({ err }, 'nats-server restart failed');
+          await restart(Math.min(delay * 2, 30_000));
+        }
+      };
+      void restart(500);
+    });
+  };
+  if (nats !== undefined) watchNats(nats);
+
+  await waitForCri(config.socket, 60_000);
+  logger.info({ socket: config.socket, version: berthVersion }, 'berth is serving the CRI');
+  process.stdout.write(`berth ${berthVersion} is serving the CRI on unix://${config.socket}\n`);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`berthd: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,34 @@
+import type { BerthConfig } from '@berth/config';
+import { criV1 } from '@berth/proto';
+import { buildService, type Handlers } from '@berth/rpc';
+import type { Logger } from '@berth/observability';
+import type { Backends } from './backends.js';
+import { createRuntimeConfigHandler } from './handlers/runtime-config.js';
+import { createStatusHandler } from './handlers/status.js';
+import { createVersionHandler } from './handlers/version.js';
+
+export interface CriServiceDeps {
+  backends: Backends;
+  config: BerthConfig;
+  logger: Logger;
+  version: string;
+}
+
+const unimplemented = (method: string): string => `berth does not implement ${method} yet`;
+
+/**
+ * The CRI's two services with every handler Berth has. Methods without a
+ * handler answer UNIMPLEMENTED (never a made-up success). One file per RPC
+ * under handlers/; the shared wrapper (rpc's buildService) validates bytes,
+ * maps errors, traces and counts every call.
+ */
+export function createCriServices(deps: CriServiceDeps) {
+  const runtime: Handlers<typeof criV1.RuntimeServiceService> = {
+    version: createVersionHandler(deps.version),
+    status: createStatusHandler(deps.backends, deps.config),
+    runtimeConfig: createRuntimeConfigHandler(deps.backends),
+  };
+  const image: Handlers<typeof criV1.ImageServiceService> = {};
+  const options = { logger: deps.logger, service: 'cri', unimplementedMessage: unimplemented };
+  return [buildService(criV1.RuntimeServiceService, runtime, options), buildService(criV1.ImageServiceService, image, options)];
+}

@@ -1,0 +1,16 @@
+// Composition root of berth-cri: the CRI frontend, Berth's only public door.
+// It serves runtime.v1 on the CRI socket and calls the internal services.
+import { runDaemon, serveGrpc } from '@berth/daemon';
+import { connectBackends } from './backends.js';
+import { createCriServices } from './cri-service.js';
+
+await runDaemon({
+  service: 'cri',
+  async start(ctx) {
+    const backends = connectBackends(ctx.config, ctx.bus);
+    ctx.onShutdown(() => backends.close());
+    const services = createCriServices({ backends, config: ctx.config, logger: ctx.logger, version: ctx.version });
+    await serveGrpc(ctx, ctx.config.socket, services, { mode: 0o660, gid: ctx.config.socketGid });
+    return async () => ({});
+  },
+});

@@ -1,0 +1,29 @@
+import { criV1 } from '@berth/proto';
+import { createClient, type PromiseClient } from '@berth/rpc';
+
+export interface CriClient {
+  runtime: PromiseClient<typeof criV1.RuntimeServiceService>;
+  image: PromiseClient<typeof criV1.ImageServiceService>;
+  close(): void;
+}
+
+/** The default CRI socket, as berthd serves it. */
+export const defaultSocket = '/run/berth/berth.sock';
+
+/**
+ * A CRI client over Berth's socket: the one berthctl, the e2e tests and the
+ * benchmarks share. `endpoint` is a path or a unix:// URL.
+ */
+export function connectCri(endpoint: string = defaultSocket, timeoutMs = 30_000): CriClient {
+  const address = endpoint.startsWith('unix://') ? endpoint : `unix://${endpoint}`;
+  const runtime = createClient(criV1.RuntimeServiceService, address, { timeoutMs });
+  const image = createClient(criV1.ImageServiceService, address, { timeoutMs });
+  return {
+    runtime,
+    image,
+    close() {
+      runtime.close();
+      image.close();
+    },
+  };
+}

@@ -1,0 +1,2 @@
+export { connectCri, defaultSocket } from './cri-client.js';
+export type { CriClient } from './cri-client.js';

@@ -1,0 +1,80 @@
+import { loadConfig, type BerthConfig, type ServiceName } from '@berth/config';
+import { Bus, subjects } from '@berth/bus';
+import { createLogger, initTelemetry, startHealthServer, type CheckResult, type Logger, type Telemetry } from '@berth/observability';
+import { berthVersion } from './version.js';
+
+/** What a service's composition root is handed. */
+export interface DaemonContext {
+  service: ServiceName;
+  config: BerthConfig;
+  logger: Logger;
+  telemetry: Telemetry;
+  bus: Bus;
+  version: string;
+  /** Registers a cleanup step; steps run in reverse order on shutdown. */
+  onShutdown(step: () => Promise<void> | void): void;
+}
+
+export interface DaemonSpec {
+  service: ServiceName;
+  /**
+   * Wires the service and starts serving. Returns the readiness checks for
+   * /readyz (the bus connection is always checked too).
+   */
+  start(ctx: DaemonContext): Promise<() => Promise<Record<string, CheckResult>>>;
+}
+
+/**
+ * Runs one Berth service process: configuration, logging, telemetry, the NATS
+ * connection, the health endpoint and orderly shutdown on SIGTERM/SIGINT are
+ * the same for every service; `spec.start` is the service's own wiring.
+ * Any failure to start exits the process with status 1 and a logged reason.
+ */
+export async function runDaemon(spec: DaemonSpec): Promise<void> {
+  let logger: Logger = createLogger({ service: spec.service });
+  const steps: Array<() => Promise<void> | void> = [];
+  let stopping = false;
+  const shutdown = async (reason: string, code: number): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ reason }, 'shutting down');
+    for (const step of steps.reverse()) {
+      try {
+        await step();
+      } catch (err) {
+        logger.warn({ err }, 'shutdown step failed');
+      }
+    }
+    process.exit(code);
+  };
+  process.once('SIGTERM', () => void shutdown('SIGTERM', 0));
+  process.once('SIGINT', () => void shutdown('SIGINT', 0));
+  try {
+    const config = loadConfig();
+    logger = createLogger({ service: spec.service, level: config.observability.logLevel });
+    const telemetry = initTelemetry({
+      service: spec.service,
+      version: berthVersion,
+      tracesExporter: config.observability.tracesExporter,
+      otlpEndpoint: config.observability.otlpEndpoint,
+    });
+    steps.push(() => telemetry.shutdown());
+    if (config.nats.url === '') throw new Error('nats.url is empty: start services through berthd, or set BERTH_NATS__URL');
+    const bus = await Bus.connect({ url: config.nats.url, name: `berth-${spec.service}-${process.pid}`, logger });
+    steps.push(() => bus.close());
+    const ctx: DaemonContext = { service: spec.service, config, logger, telemetry, bus, version: berthVersion, onShutdown: (s) => void steps.push(s) };
+    const readiness = await spec.start(ctx);
+    const health = await startHealthServer({
+      host: config.observability.host,
+      port: config.observability.ports[spec.service],
+      prometheus: telemetry.prometheus,
+      readiness: async () => ({ nats: bus.connected ? { ok: true } : { ok: false, message: 'disconnected from NATS' }, ...(await readiness()) }),
+    });
+    steps.push(() => health.app.close());
+    bus.publish(subjects.serviceStarted, { service: spec.service, version: berthVersion, pid: process.pid });
+    logger.info({ version: berthVersion, healthPort: health.port }, `berth-${spec.service} started`);
+  } catch (err) {
+    logger.fatal({ err }, `berth-${spec.service} failed to start`);
+    await shutdown('start-up failed', 1);
+  }
+}

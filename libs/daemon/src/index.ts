@@ -1,0 +1,5 @@
+export { runDaemon } from './daemon.js';
+export type { DaemonContext, DaemonSpec } from './daemon.js';
+export { berthVersion } from './version.js';
+export { serveGrpc } from './grpc-server.js';
+export type { ServiceBinding } from './grpc-server.js';
