@@ -2,7 +2,7 @@
 // berthctl: a CRI client for Berth's socket (the crictl of Berth).
 import { parseArgs } from 'node:util';
 import { BerthError } from '@berth/errors';
-import { berthVersion } from '@berth/daemon';
+import { berthVersion } from '@berth/config';
 import { infoCommand, versionCommand } from './commands.js';
 import { connectCri, defaultSocket } from '@berth/client';
 

@@ -6,7 +6,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { startNatsServer, type NatsServerHandle } from '@berth/bus';
 import { loadConfig } from '@berth/config';
-import { berthVersion } from '@berth/daemon';
+import { berthVersion } from '@berth/config';
 import { createLogger } from '@berth/observability';
 import { criV1 } from '@berth/proto';
 import { createClient, socketIsLive } from '@berth/rpc';

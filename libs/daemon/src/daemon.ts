@@ -1,7 +1,7 @@
 import { loadConfig, type BerthConfig, type ServiceName } from '@berth/config';
 import { Bus, subjects } from '@berth/bus';
 import { createLogger, initTelemetry, startHealthServer, type CheckResult, type Logger, type Telemetry } from '@berth/observability';
-import { berthVersion } from './version.js';
+import { berthVersion } from '@berth/config';
 
 /** What a service's composition root is handed. */
 export interface DaemonContext {

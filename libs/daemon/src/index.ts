@@ -1,5 +1,5 @@
 export { runDaemon } from './daemon.js';
 export type { DaemonContext, DaemonSpec } from './daemon.js';
-export { berthVersion } from './version.js';
+export { berthVersion } from '@berth/config';
 export { serveGrpc } from './grpc-server.js';
 export type { ServiceBinding } from './grpc-server.js';

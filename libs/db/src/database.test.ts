@@ -23,11 +23,11 @@ test('migrations apply once, even when two openers race', async () => {
 });
 
 /**
- * PostgreSQL is tested when BERTH_TEST_POSTGRES_URL names a server where the
+ * PostgreSQL is tested when POSTGRES_TEST_URL names a server where the
  * user may create databases (scripts/test sets it up); CI must have it.
  */
-const postgresAdmin = process.env['BERTH_TEST_POSTGRES_URL'];
-if (postgresAdmin === undefined && process.env['CI'] === 'true') throw new Error('CI must set BERTH_TEST_POSTGRES_URL');
+const postgresAdmin = process.env['POSTGRES_TEST_URL'];
+if (postgresAdmin === undefined && process.env['CI'] === 'true') throw new Error('CI must set POSTGRES_TEST_URL');
 
 async function freshPostgresUrl(admin: string): Promise<string> {
   const name = `berth_test_${process.pid}_${Date.now()}`;

@@ -44,7 +44,7 @@ export async function tarLayer(entries: LayerEntry[]): Promise<Buffer> {
         break;
       }
       case 'dir':
-        header = { name, type: 'directory', mode: e.mode ?? 0o755, uid: e.uid ?? 0, gid: e.gid ?? 0, mtime: e.mtime ?? epoch };
+        header = { name: `${name}/`, type: 'directory', mode: e.mode ?? 0o755, uid: e.uid ?? 0, gid: e.gid ?? 0, mtime: e.mtime ?? epoch };
         break;
       case 'symlink':
         header = { name, type: 'symlink', linkname: e.target, mode: 0o777, uid: e.uid ?? 0, gid: e.gid ?? 0, mtime: e.mtime ?? epoch };

@@ -60,8 +60,11 @@ export async function startStack(options: StackOptions = {}): Promise<StackHandl
       options.extraConfig ?? '',
     ].join('\n'),
   );
+  // Only the generated config configures the stack: BERTH_* variables of the
+  // calling environment are left out.
+  const inherited = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('BERTH_')));
   const child = spawn(process.execPath, [berthd], {
-    env: { ...process.env, BERTH_CONFIG: configPath, OTEL_SDK_DISABLED: 'true', ...options.env },
+    env: { ...inherited, BERTH_CONFIG: configPath, OTEL_SDK_DISABLED: 'true', ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
