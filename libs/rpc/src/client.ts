@@ -2,7 +2,18 @@ import { Client, credentials, Metadata, status as GrpcStatus, type CallOptions, 
 import { context, propagation } from '@opentelemetry/api';
 import { fromGrpcStatus } from '@berth/errors';
 import { metadataSetter } from './trace-metadata.js';
-import type { RequestOf, ResponseOf, ServerStreamMethods, ServiceDefinition, UnaryMethods } from './types.js';
+import type { BidiStreamMethods, RequestOf, ResponseOf, ServerStreamMethods, ServiceDefinition, UnaryMethods } from './types.js';
+
+/** One bidirectional call: send requests, read responses; failures reject with the status's BerthError. */
+export interface BidiCall<Req, Res> {
+  /** Sends one request; resolves when the transport can take more (back-pressure). */
+  send(message: Req): Promise<void>;
+  /** Half-closes: no more requests. */
+  end(): void;
+  /** The next response; rejects when the call fails, resolves undefined when the server ends the call. */
+  next(): Promise<Res | undefined>;
+  cancel(): void;
+}
 
 export interface CallOpts {
   /** Deadline of this call in milliseconds; default from the client's options. */
@@ -14,6 +25,8 @@ export type PromiseClient<S extends ServiceDefinition> = {
   [K in UnaryMethods<S>]: (request: RequestOf<S[K]>, options?: CallOpts) => Promise<ResponseOf<S[K]>>;
 } & {
   [K in ServerStreamMethods<S>]: (request: RequestOf<S[K]>, options?: CallOpts) => AsyncIterable<ResponseOf<S[K]>>;
+} & {
+  [K in BidiStreamMethods<S>]: (options?: CallOpts) => BidiCall<RequestOf<S[K]>, ResponseOf<S[K]>>;
 } & {
   /** Closes the channel; calls in flight fail with `canceled`. */
   close(): void;
@@ -69,6 +82,50 @@ export function createClient<S extends ServiceDefinition>(definition: S, address
             throw fromGrpcStatus({ code: e.code ?? GrpcStatus.UNKNOWN, details: e.details ?? e.message }, short);
           }
         })();
+      };
+    } else if (method.requestStream && method.responseStream) {
+      result[name] = (opts?: CallOpts) => {
+        const stream = client.makeBidiStreamRequest(method.path, method.requestSerialize, method.responseDeserialize, callMetadata(), opts?.timeoutMs === undefined ? {} : callOptions(opts));
+        opts?.signal?.addEventListener('abort', () => stream.cancel(), { once: true });
+        let failure: Error | undefined;
+        let ended = false;
+        const queue: unknown[] = [];
+        const waiters: Array<{ resolve: (v: unknown) => void; reject: (e: Error) => void }> = [];
+        const settle = (): void => {
+          while (waiters.length > 0 && (queue.length > 0 || failure !== undefined || ended)) {
+            const w = waiters.shift()!;
+            if (queue.length > 0) w.resolve(queue.shift());
+            else if (failure !== undefined) w.reject(failure);
+            else w.resolve(undefined);
+          }
+        };
+        stream.on('data', (m: unknown) => {
+          queue.push(m);
+          settle();
+        });
+        stream.on('error', (err: ServiceError) => {
+          failure = fromGrpcStatus({ code: err.code ?? GrpcStatus.UNKNOWN, details: err.details ?? err.message }, short);
+          settle();
+        });
+        stream.on('end', () => {
+          ended = true;
+          settle();
+        });
+        return {
+          send: (message: unknown) =>
+            new Promise<void>((resolve, reject) => {
+              if (failure !== undefined) return reject(failure);
+              if (stream.write(message)) resolve();
+              else stream.once('drain', () => resolve());
+            }),
+          end: () => stream.end(),
+          next: () =>
+            new Promise((resolve, reject) => {
+              waiters.push({ resolve, reject });
+              settle();
+            }),
+          cancel: () => stream.cancel(),
+        };
       };
     }
   }

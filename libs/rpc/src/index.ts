@@ -1,8 +1,8 @@
 export { buildService } from './server.js';
-export type { CallContext, Handlers, ServeOptions, ServerStreamHandler, UnaryHandler } from './server.js';
+export type { BidiStreamHandler, CallContext, Handlers, ServeOptions, ServerStreamHandler, UnaryHandler } from './server.js';
 export { createClient } from './client.js';
-export type { CallOpts, ClientOpts, PromiseClient } from './client.js';
+export type { BidiCall, CallOpts, ClientOpts, PromiseClient } from './client.js';
 export { bindUnixSocket, claimSocketPath, socketIsLive } from './unix-socket.js';
 export type { UnixListenOptions } from './unix-socket.js';
 export { metadataGetter, metadataSetter } from './trace-metadata.js';
-export type { MethodDefinition, RequestOf, ResponseOf, ServerStreamMethods, ServiceDefinition, UnaryMethods } from './types.js';
+export type { BidiStreamMethods, MethodDefinition, RequestOf, ResponseOf, ServerStreamMethods, ServiceDefinition, UnaryMethods } from './types.js';

@@ -1,5 +1,7 @@
+import { once } from 'node:events';
 import {
   Metadata,
+  type ServerDuplexStream,
   type sendUnaryData,
   type ServerUnaryCall,
   type ServerWritableStream,
@@ -9,7 +11,7 @@ import { context, metrics, propagation, SpanKind, SpanStatusCode, trace } from '
 import { BerthError, GrpcCode, InvalidArgumentError, toGrpcStatus, UnimplementedError } from '@berth/errors';
 import type { Logger } from '@berth/observability';
 import { metadataGetter } from './trace-metadata.js';
-import type { RequestOf, ResponseOf, ServerStreamMethods, ServiceDefinition, UnaryMethods } from './types.js';
+import type { BidiStreamMethods, RequestOf, ResponseOf, ServerStreamMethods, ServiceDefinition, UnaryMethods } from './types.js';
 
 /** What a handler knows about the call besides its request. */
 export interface CallContext {
@@ -21,13 +23,25 @@ export interface CallContext {
 }
 
 export type UnaryHandler<Req, Res> = (request: Req, ctx: CallContext) => Promise<Res>;
-/** A server-streaming handler writes with `send` and resolves when the stream is done. */
-export type ServerStreamHandler<Req, Res> = (request: Req, send: (message: Res) => void, ctx: CallContext) => Promise<void>;
+/**
+ * A server-streaming handler writes with `send`, which waits while the client
+ * is not reading (back-pressure), and resolves when the stream is done.
+ */
+export type ServerStreamHandler<Req, Res> = (request: Req, send: (message: Res) => Promise<void>, ctx: CallContext) => Promise<void>;
+
+/**
+ * A bidirectional handler reads requests (an undecodable one throws
+ * InvalidArgumentError from the iterator) and writes with `send`, which waits
+ * while the client is not reading (back-pressure).
+ */
+export type BidiStreamHandler<Req, Res> = (requests: AsyncIterable<Req>, send: (message: Res) => Promise<void>, ctx: CallContext) => Promise<void>;
 
 export type Handlers<S extends ServiceDefinition> = {
   [K in UnaryMethods<S>]?: UnaryHandler<RequestOf<S[K]>, ResponseOf<S[K]>>;
 } & {
   [K in ServerStreamMethods<S>]?: ServerStreamHandler<RequestOf<S[K]>, ResponseOf<S[K]>>;
+} & {
+  [K in BidiStreamMethods<S>]?: BidiStreamHandler<RequestOf<S[K]>, ResponseOf<S[K]>>;
 };
 
 export interface ServeOptions {
@@ -63,6 +77,51 @@ function tolerantDefinition<S extends ServiceDefinition>(definition: S): S {
     };
   }
   return copy as S;
+}
+
+/**
+ * The requests of a streaming call as an async iterable. Unlike iterating the
+ * stream itself, leaving the loop early does not destroy the call, so the
+ * handler's outcome (an error status, say) still reaches the client.
+ */
+function incoming(call: ServerDuplexStream<unknown, unknown>, short: string): AsyncIterable<unknown> {
+  const queue: unknown[] = [];
+  let ended = false;
+  let failure: Error | undefined;
+  let wake: (() => void) | undefined;
+  const notify = (): void => {
+    wake?.();
+    wake = undefined;
+  };
+  call.on('data', (m: unknown) => {
+    queue.push(m);
+    if (queue.length > 16) call.pause();
+    notify();
+  });
+  call.on('end', () => {
+    ended = true;
+    notify();
+  });
+  call.on('cancelled', () => {
+    failure = new BerthError('canceled', `${short} cancelled by the client`);
+    notify();
+  });
+  return {
+    async *[Symbol.asyncIterator]() {
+      for (;;) {
+        if (queue.length > 0) {
+          const message = queue.shift();
+          if (queue.length <= 4) call.resume();
+          if (message instanceof MalformedRequest) throw new InvalidArgumentError(`malformed ${short} request: ${message.reason}`);
+          yield message;
+          continue;
+        }
+        if (failure !== undefined) throw failure;
+        if (ended) return;
+        await new Promise<void>((resolve) => (wake = resolve));
+      }
+    },
+  };
 }
 
 function methodName(path: string): string {
@@ -136,21 +195,34 @@ export function buildService<S extends ServiceDefinition>(
       };
     } else if (!method.requestStream && method.responseStream) {
       implementation[name] = (call: ServerWritableStream<unknown, unknown>) => {
-        const send = (message: unknown): void => {
-          if (!call.cancelled && call.writable) call.write(message);
+        const send = async (message: unknown): Promise<void> => {
+          if (call.cancelled || !call.writable) throw new BerthError('canceled', `${short}: the client went away`);
+          if (!call.write(message)) await Promise.race([once(call, 'drain'), once(call, 'cancelled'), once(call, 'close')]);
         };
         void run(call.request, call.metadata, call, (ctx) => (handler as ServerStreamHandler<unknown, unknown>)(call.request, send, ctx)).then((outcome) => {
           if (outcome.ok) call.end();
-          else call.destroy(Object.assign(new Error(outcome.details), { code: outcome.code, details: outcome.details }));
+          else call.emit('error', Object.assign(new Error(outcome.details), { code: outcome.code, details: outcome.details }));
+        });
+      };
+    } else if (method.requestStream && method.responseStream) {
+      implementation[name] = (call: ServerDuplexStream<unknown, unknown>) => {
+        const requests = incoming(call, short);
+        const send = async (message: unknown): Promise<void> => {
+          if (call.cancelled || !call.writable) throw new BerthError('canceled', `${short}: the client went away`);
+          if (!call.write(message)) await Promise.race([once(call, 'drain'), once(call, 'cancelled'), once(call, 'close')]);
+        };
+        void run(undefined, call.metadata, call, (ctx) => (handler as BidiStreamHandler<unknown, unknown>)(requests, send, ctx)).then((outcome) => {
+          if (outcome.ok) call.end();
+          else call.emit('error', Object.assign(new Error(outcome.details), { code: outcome.code, details: outcome.details }));
         });
       };
     } else {
-      // Berth's APIs have no client-streaming handlers yet; answer every such
+      // Berth's APIs have no client-streaming-only methods; answer every such
       // call UNIMPLEMENTED rather than leave it hanging.
       implementation[name] = (_call: unknown, callback?: sendUnaryData<unknown>) => {
         const details = options.unimplementedMessage?.(short) ?? `${short} is not implemented`;
         if (callback) callback({ code: GrpcCode.UNIMPLEMENTED, details });
-        else (_call as { destroy(e: Error): void }).destroy(Object.assign(new Error(details), { code: GrpcCode.UNIMPLEMENTED, details }));
+        else (_call as { emit(event: 'error', e: Error): void }).emit('error', Object.assign(new Error(details), { code: GrpcCode.UNIMPLEMENTED, details }));
       };
     }
   }

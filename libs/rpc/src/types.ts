@@ -23,3 +23,8 @@ export type UnaryMethods<S extends ServiceDefinition> = {
 export type ServerStreamMethods<S extends ServiceDefinition> = {
   [K in keyof S]: S[K]['requestStream'] extends false ? (S[K]['responseStream'] extends true ? K : never) : never;
 }[keyof S];
+
+/** Method names that stream both ways. */
+export type BidiStreamMethods<S extends ServiceDefinition> = {
+  [K in keyof S]: S[K]['requestStream'] extends true ? (S[K]['responseStream'] extends true ? K : never) : never;
+}[keyof S];

@@ -1,0 +1,390 @@
+/*
+ * @berth/native: the filesystem calls Node lacks, for building overlayfs
+ * snapshots from image layers: mknod(2) and the l*xattr(2) family.
+ *
+ * Plain Node-API (NAPI_VERSION 8, set in binding.gyp), no libuv and no
+ * node-addon-api, so the addon is ABI-stable across Node releases.
+ *
+ * All calls are synchronous (like fs.*Sync). Errors mirror Node's fs errors:
+ * an Error with code ('EEXIST'), errno (negative, as Node reports it),
+ * syscall and path, and the message "EEXIST: file already exists, mknod '/x'".
+ * Bad argument types throw TypeError (code ERR_INVALID_ARG_TYPE); a path or
+ * attribute name containing a NUL byte throws TypeError
+ * (ERR_INVALID_ARG_VALUE) instead of being silently truncated by C.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <node_api.h>
+
+#include <errno.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/types.h>
+#include <sys/xattr.h>
+
+/* Linux's dev_t encoding in mknod(2) holds a 12-bit major and a 20-bit minor. */
+#define MAX_MAJOR 0xfffu
+#define MAX_MINOR 0xfffffu
+
+/* Bail out of a binding when a Node-API call fails; an exception is then
+ * pending (or we raise a generic one) and the binding returns NULL. */
+#define NAPI_CALL(env, call)                                                 \
+  do {                                                                       \
+    if ((call) != napi_ok) {                                                 \
+      bool pending_ = false;                                                 \
+      napi_is_exception_pending((env), &pending_);                           \
+      if (!pending_) napi_throw_error((env), NULL, "Node-API call failed: " #call); \
+      return NULL;                                                           \
+    }                                                                        \
+  } while (0)
+
+/* ---------------------------------------------------------------- errors */
+
+/* errno -> (code, message). Messages follow libuv's wording, which is what
+ * Node's own fs errors use; anything not listed falls back to glibc. */
+static const struct {
+  int err;
+  const char *code;
+  const char *msg;
+} errno_table[] = {
+  {EPERM, "EPERM", "operation not permitted"},
+  {ENOENT, "ENOENT", "no such file or directory"},
+  {EINTR, "EINTR", "interrupted system call"},
+  {EIO, "EIO", "i/o error"},
+  {E2BIG, "E2BIG", "argument list too long"},
+  {EBADF, "EBADF", "bad file descriptor"},
+  {EAGAIN, "EAGAIN", "resource temporarily unavailable"},
+  {ENOMEM, "ENOMEM", "not enough memory"},
+  {EACCES, "EACCES", "permission denied"},
+  {EFAULT, "EFAULT", "bad address in system call argument"},
+  {EBUSY, "EBUSY", "resource busy or locked"},
+  {EEXIST, "EEXIST", "file already exists"},
+  {EXDEV, "EXDEV", "cross-device link not permitted"},
+  {ENODEV, "ENODEV", "no such device"},
+  {ENOTDIR, "ENOTDIR", "not a directory"},
+  {EISDIR, "EISDIR", "illegal operation on a directory"},
+  {EINVAL, "EINVAL", "invalid argument"},
+  {ENFILE, "ENFILE", "file table overflow"},
+  {EMFILE, "EMFILE", "too many open files"},
+  {EFBIG, "EFBIG", "file too large"},
+  {ENOSPC, "ENOSPC", "no space left on device"},
+  {EROFS, "EROFS", "read-only file system"},
+  {EMLINK, "EMLINK", "too many links"},
+  {ERANGE, "ERANGE", "result too large"},
+  {ENAMETOOLONG, "ENAMETOOLONG", "name too long"},
+  {ENOSYS, "ENOSYS", "function not implemented"},
+  {ELOOP, "ELOOP", "too many symbolic links encountered"},
+  {ENODATA, "ENODATA", "no data available"},
+  {EOVERFLOW, "EOVERFLOW", "value too large for defined data type"},
+  /* EOPNOTSUPP == ENOTSUP on Linux; Node (libuv) names it ENOTSUP. */
+  {ENOTSUP, "ENOTSUP", "operation not supported"},
+  {EDQUOT, "EDQUOT", "disk quota exceeded"},
+};
+
+/* Throws a Node-style system error. path_value is the caller's JS string. */
+static void throw_errno(napi_env env, int err, const char *syscall, napi_value path_value,
+                        const char *path) {
+  const char *code = NULL;
+  const char *msg = NULL;
+  for (size_t i = 0; i < sizeof errno_table / sizeof errno_table[0]; i++) {
+    if (errno_table[i].err == err) {
+      code = errno_table[i].code;
+      msg = errno_table[i].msg;
+      break;
+    }
+  }
+  if (code == NULL) {
+    code = strerrorname_np(err); /* glibc >= 2.32; NULL when unknown */
+    msg = strerrordesc_np(err);
+    if (code == NULL) code = "UNKNOWN";
+    if (msg == NULL) msg = "unknown error";
+  }
+
+  /* "<CODE>: <msg>, <syscall> '<path>'" */
+  size_t len = strlen(code) + strlen(msg) + strlen(syscall) + strlen(path) + 16;
+  char *text = malloc(len);
+  if (text == NULL) {
+    napi_throw_error(env, code, msg);
+    return;
+  }
+  snprintf(text, len, "%s: %s, %s '%s'", code, msg, syscall, path);
+
+  napi_value code_v, msg_v, error, errno_v, syscall_v;
+  bool ok = napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &code_v) == napi_ok &&
+            napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &msg_v) == napi_ok &&
+            napi_create_error(env, code_v, msg_v, &error) == napi_ok &&
+            napi_create_int32(env, -err, &errno_v) == napi_ok &&
+            napi_set_named_property(env, error, "errno", errno_v) == napi_ok &&
+            napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &syscall_v) == napi_ok &&
+            napi_set_named_property(env, error, "syscall", syscall_v) == napi_ok &&
+            napi_set_named_property(env, error, "path", path_value) == napi_ok;
+  free(text);
+  if (ok) {
+    napi_throw(env, error);
+  } else {
+    bool pending = false;
+    napi_is_exception_pending(env, &pending);
+    if (!pending) napi_throw_error(env, code, msg);
+  }
+}
+
+/* ------------------------------------------------------------- arguments */
+
+static bool throw_type(napi_env env, const char *code, const char *what, const char *expected) {
+  char text[160];
+  snprintf(text, sizeof text, "The \"%s\" argument must be %s", what, expected);
+  napi_throw_type_error(env, code, text);
+  return false;
+}
+
+/* Reads a JS string argument into a malloc'd, NUL-terminated UTF-8 buffer.
+ * Rejects non-strings and strings with embedded NUL bytes (TypeError). */
+static bool get_cstring(napi_env env, napi_value v, const char *what, char **out) {
+  napi_valuetype t;
+  if (napi_typeof(env, v, &t) != napi_ok) return false;
+  if (t != napi_string) return throw_type(env, "ERR_INVALID_ARG_TYPE", what, "of type string");
+  size_t len = 0;
+  if (napi_get_value_string_utf8(env, v, NULL, 0, &len) != napi_ok) return false;
+  char *buf = malloc(len + 1);
+  if (buf == NULL) {
+    napi_throw_error(env, "ENOMEM", "out of memory");
+    return false;
+  }
+  size_t copied = 0;
+  if (napi_get_value_string_utf8(env, v, buf, len + 1, &copied) != napi_ok) {
+    free(buf);
+    return false;
+  }
+  if (copied != len || memchr(buf, '\0', len) != NULL) {
+    free(buf);
+    return throw_type(env, "ERR_INVALID_ARG_VALUE", what, "a string without null bytes");
+  }
+  *out = buf;
+  return true;
+}
+
+/* Reads an integer argument in [0, max]. TypeError for a non-number,
+ * RangeError for a fraction, NaN, negative or too large value. */
+static bool get_uint(napi_env env, napi_value v, const char *what, double max, unsigned int *out) {
+  napi_valuetype t;
+  if (napi_typeof(env, v, &t) != napi_ok) return false;
+  if (t != napi_number) return throw_type(env, "ERR_INVALID_ARG_TYPE", what, "of type number");
+  double d;
+  if (napi_get_value_double(env, v, &d) != napi_ok) return false;
+  if (!(d >= 0 && d <= max) || floor(d) != d) {
+    char text[160];
+    snprintf(text, sizeof text, "The value of \"%s\" is out of range. It must be an integer >= 0 and <= %.0f", what, max);
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", text);
+    return false;
+  }
+  *out = (unsigned int)d;
+  return true;
+}
+
+/* Fetches exactly `want` arguments (missing ones read as undefined and so
+ * fail the type checks). */
+static bool get_args(napi_env env, napi_callback_info info, size_t want, napi_value *argv) {
+  size_t argc = want;
+  return napi_get_cb_info(env, info, &argc, argv, NULL, NULL) == napi_ok;
+}
+
+/* -------------------------------------------------------------- bindings */
+
+/* mknod(path, mode, major, minor): mode carries the S_IF* type bits. */
+static napi_value Mknod(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  if (!get_args(env, info, 4, argv)) return NULL;
+  unsigned int mode, major_n, minor_n;
+  char *path = NULL;
+  if (!get_cstring(env, argv[0], "path", &path)) return NULL;
+  if (!get_uint(env, argv[1], "mode", 0xffff, &mode) ||
+      !get_uint(env, argv[2], "major", MAX_MAJOR, &major_n) ||
+      !get_uint(env, argv[3], "minor", MAX_MINOR, &minor_n)) {
+    free(path);
+    return NULL;
+  }
+  if (mknod(path, (mode_t)mode, makedev(major_n, minor_n)) != 0) {
+    throw_errno(env, errno, "mknod", argv[0], path);
+  }
+  free(path);
+  return NULL;
+}
+
+/* lsetxattr(path, name, value: Buffer | Uint8Array) */
+static napi_value Lsetxattr(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  if (!get_args(env, info, 3, argv)) return NULL;
+  bool is_buffer = false;
+  NAPI_CALL(env, napi_is_buffer(env, argv[2], &is_buffer));
+  char *path = NULL, *name = NULL;
+  if (!get_cstring(env, argv[0], "path", &path)) return NULL;
+  if (!get_cstring(env, argv[1], "name", &name)) {
+    free(path);
+    return NULL;
+  }
+  if (!is_buffer) {
+    free(path);
+    free(name);
+    throw_type(env, "ERR_INVALID_ARG_TYPE", "value", "an instance of Buffer or Uint8Array");
+    return NULL;
+  }
+  void *data = NULL;
+  size_t size = 0;
+  if (napi_get_buffer_info(env, argv[2], &data, &size) != napi_ok) {
+    free(path);
+    free(name);
+    return NULL;
+  }
+  static const char empty = 0;
+  if (lsetxattr(path, name, size ? data : &empty, size, 0) != 0) {
+    throw_errno(env, errno, "lsetxattr", argv[0], path);
+  }
+  free(path);
+  free(name);
+  return NULL;
+}
+
+/* lgetxattr(path, name) -> Buffer | undefined (ENODATA) */
+static napi_value Lgetxattr(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (!get_args(env, info, 2, argv)) return NULL;
+  char *path = NULL, *name = NULL;
+  if (!get_cstring(env, argv[0], "path", &path)) return NULL;
+  if (!get_cstring(env, argv[1], "name", &name)) {
+    free(path);
+    return NULL;
+  }
+  napi_value result = NULL;
+  char *buf = NULL;
+  for (;;) {
+    ssize_t size = lgetxattr(path, name, NULL, 0);
+    if (size >= 0) {
+      char *grown = realloc(buf, size > 0 ? (size_t)size : 1);
+      if (grown == NULL) {
+        napi_throw_error(env, "ENOMEM", "out of memory");
+        break;
+      }
+      buf = grown;
+      size = size > 0 ? lgetxattr(path, name, buf, (size_t)size) : 0;
+      if (size >= 0) {
+        napi_create_buffer_copy(env, (size_t)size, buf, NULL, &result);
+        break;
+      }
+    }
+    if (errno == ERANGE) continue; /* grew between the two calls: retry */
+    if (errno == ENODATA) {
+      napi_get_undefined(env, &result);
+    } else {
+      throw_errno(env, errno, "lgetxattr", argv[0], path);
+    }
+    break;
+  }
+  free(buf);
+  free(path);
+  free(name);
+  return result;
+}
+
+/* llistxattr(path) -> string[] */
+static napi_value Llistxattr(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!get_args(env, info, 1, argv)) return NULL;
+  char *path = NULL;
+  if (!get_cstring(env, argv[0], "path", &path)) return NULL;
+  char *buf = NULL;
+  ssize_t size;
+  for (;;) {
+    size = llistxattr(path, NULL, 0);
+    if (size > 0) {
+      char *grown = realloc(buf, (size_t)size);
+      if (grown == NULL) {
+        free(buf);
+        free(path);
+        napi_throw_error(env, "ENOMEM", "out of memory");
+        return NULL;
+      }
+      buf = grown;
+      size = llistxattr(path, buf, (size_t)size);
+    }
+    if (size >= 0) break;
+    if (errno == ERANGE) continue; /* grew between the two calls: retry */
+    throw_errno(env, errno, "llistxattr", argv[0], path);
+    free(buf);
+    free(path);
+    return NULL;
+  }
+  napi_value list = NULL;
+  if (napi_create_array(env, &list) == napi_ok) {
+    uint32_t n = 0;
+    for (ssize_t off = 0; off < size;) {
+      size_t len = strnlen(buf + off, (size_t)(size - off));
+      napi_value s;
+      if (len > 0) {
+        if (napi_create_string_utf8(env, buf + off, len, &s) != napi_ok ||
+            napi_set_element(env, list, n++, s) != napi_ok) {
+          list = NULL;
+          break;
+        }
+      }
+      off += (ssize_t)len + 1;
+    }
+  }
+  free(buf);
+  free(path);
+  return list;
+}
+
+/* lremovexattr(path, name) */
+static napi_value Lremovexattr(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (!get_args(env, info, 2, argv)) return NULL;
+  char *path = NULL, *name = NULL;
+  if (!get_cstring(env, argv[0], "path", &path)) return NULL;
+  if (!get_cstring(env, argv[1], "name", &name)) {
+    free(path);
+    return NULL;
+  }
+  if (lremovexattr(path, name) != 0) {
+    throw_errno(env, errno, "lremovexattr", argv[0], path);
+  }
+  free(path);
+  free(name);
+  return NULL;
+}
+
+/* ------------------------------------------------------------------ init */
+
+static napi_value set_fn(napi_env env, napi_value exports, const char *name, napi_callback cb) {
+  napi_value fn;
+  NAPI_CALL(env, napi_create_function(env, name, NAPI_AUTO_LENGTH, cb, NULL, &fn));
+  NAPI_CALL(env, napi_set_named_property(env, exports, name, fn));
+  return exports;
+}
+
+static napi_value set_int(napi_env env, napi_value exports, const char *name, int32_t value) {
+  napi_value v;
+  NAPI_CALL(env, napi_create_int32(env, value, &v));
+  NAPI_CALL(env, napi_set_named_property(env, exports, name, v));
+  return exports;
+}
+
+NAPI_MODULE_INIT() {
+  if (!set_fn(env, exports, "mknod", Mknod) ||
+      !set_fn(env, exports, "lsetxattr", Lsetxattr) ||
+      !set_fn(env, exports, "lgetxattr", Lgetxattr) ||
+      !set_fn(env, exports, "llistxattr", Llistxattr) ||
+      !set_fn(env, exports, "lremovexattr", Lremovexattr) ||
+      !set_int(env, exports, "S_IFCHR", S_IFCHR) ||
+      !set_int(env, exports, "S_IFBLK", S_IFBLK) ||
+      !set_int(env, exports, "S_IFIFO", S_IFIFO)) {
+    return NULL;
+  }
+  return exports;
+}

@@ -1,0 +1,148 @@
+/**
+ * @berth/native: the filesystem calls Node lacks, for building overlayfs
+ * snapshots from image layers. A small Node-API addon (csrc/berth_native.c)
+ * built by the nx `build` target into build/Release/berth_native.node.
+ *
+ * Every call is synchronous, like `fs.*Sync`. System errors are thrown the way
+ * Node's fs throws them: an `Error` whose message reads
+ * `EEXIST: file already exists, mknod '/x'`, with `code` (the errno name),
+ * `errno` (negative, as Node reports it), `syscall` and `path` — see
+ * {@link NativeFsError}. Arguments of the wrong type throw `TypeError`
+ * (`code: 'ERR_INVALID_ARG_TYPE'`), and a path or attribute name containing a
+ * NUL byte throws `TypeError` (`code: 'ERR_INVALID_ARG_VALUE'`) rather than
+ * being truncated at the NUL.
+ */
+import { createRequire } from 'node:module';
+
+/** The shape of a system error thrown by this module (as Node's fs errors). */
+export interface NativeFsError extends Error {
+  /** errno name, e.g. 'EEXIST', 'ENOENT', 'EPERM', 'ENOTSUP'. */
+  code: string;
+  /** Negative errno, e.g. -17 for EEXIST, as in Node's fs errors. */
+  errno: number;
+  /** The failing call: 'mknod', 'lsetxattr', 'lgetxattr', 'llistxattr' or 'lremovexattr'. */
+  syscall: string;
+  /** The path the call was made on. */
+  path: string;
+}
+
+interface Binding {
+  mknod(path: string, mode: number, major: number, minor: number): void;
+  lsetxattr(path: string, name: string, value: Uint8Array): void;
+  lgetxattr(path: string, name: string): Buffer | undefined;
+  llistxattr(path: string): string[];
+  lremovexattr(path: string, name: string): void;
+  S_IFCHR: number;
+  S_IFBLK: number;
+  S_IFIFO: number;
+}
+
+const ADDON = '../build/Release/berth_native.node';
+
+const load = (): Binding => {
+  try {
+    return createRequire(import.meta.url)(ADDON) as Binding;
+  } catch (err) {
+    throw new Error(`@berth/native: cannot load ${new URL(ADDON, import.meta.url).pathname}; build it with \`nx run native:build\``, {
+      cause: err,
+    });
+  }
+};
+
+const binding = load();
+
+/** File type bits for a character device (0o020000), for {@link mknod}'s mode. */
+export const S_IFCHR: number = binding.S_IFCHR;
+/** File type bits for a block device (0o060000), for {@link mknod}'s mode. */
+export const S_IFBLK: number = binding.S_IFBLK;
+/** File type bits for a named pipe (0o010000), for {@link mknod}'s mode. */
+export const S_IFIFO: number = binding.S_IFIFO;
+
+/**
+ * Creates a filesystem node with mknod(2). `mode` is the file type bits
+ * ({@link S_IFCHR}, {@link S_IFBLK}, {@link S_IFIFO}) or-ed with the permission
+ * bits (an integer 0..0xffff; the process umask applies). `major` (0..0xfff)
+ * and `minor` (0..0xfffff) form the device number with makedev(3) and are
+ * ignored for fifos. Device nodes need CAP_MKNOD.
+ *
+ * @throws {NativeFsError} e.g. EEXIST if `path` exists, EPERM without CAP_MKNOD.
+ * @throws {TypeError} on a non-string path, a path with a NUL byte, or non-number mode/major/minor.
+ * @throws {RangeError} when mode, major or minor is not an integer in range.
+ */
+export function mknod(path: string, mode: number, major: number, minor: number): void {
+  binding.mknod(path, mode, major, minor);
+}
+
+/**
+ * Sets extended attribute `name` (namespaced: 'user.', 'trusted.',
+ * 'security.') of `path` to `value`, creating or replacing it. Does not follow
+ * a final symlink: the link itself gets the attribute. Note that Linux refuses
+ * 'user.' attributes on symlinks (EPERM), and 'trusted.' needs CAP_SYS_ADMIN.
+ *
+ * @throws {NativeFsError} e.g. ENOENT, EPERM, ENOTSUP (filesystem has no xattrs), E2BIG, ERANGE (bad name).
+ * @throws {TypeError} on a non-string path or name, a NUL byte in either, or a value that is not a Buffer/Uint8Array.
+ */
+export function lsetxattr(path: string, name: string, value: Buffer | Uint8Array): void {
+  binding.lsetxattr(path, name, value);
+}
+
+/**
+ * Reads extended attribute `name` of `path` (not following a final symlink).
+ * Returns `undefined` when the attribute does not exist (ENODATA).
+ *
+ * @throws {NativeFsError} e.g. ENOENT for a missing path, ENOTSUP.
+ * @throws {TypeError} on a non-string path or name, or a NUL byte in either.
+ */
+export function lgetxattr(path: string, name: string): Buffer | undefined {
+  return binding.lgetxattr(path, name);
+}
+
+/**
+ * Lists the extended attribute names of `path` (not following a final
+ * symlink). Only names the caller may see are listed ('trusted.' ones need
+ * CAP_SYS_ADMIN). Returns `[]` when there are none.
+ *
+ * @throws {NativeFsError} e.g. ENOENT for a missing path.
+ * @throws {TypeError} on a non-string path or a NUL byte in it.
+ */
+export function llistxattr(path: string): string[] {
+  return binding.llistxattr(path);
+}
+
+/**
+ * Removes extended attribute `name` of `path` (not following a final symlink).
+ *
+ * @throws {NativeFsError} ENODATA when the attribute does not exist; ENOENT, EPERM, ...
+ * @throws {TypeError} on a non-string path or name, or a NUL byte in either.
+ */
+export function lremovexattr(path: string, name: string): void {
+  binding.lremovexattr(path, name);
+}
+
+/**
+ * Creates an overlayfs whiteout at `path`: a character device 0/0 with no
+ * permission bits (`S_IFCHR | 0o000`), as overlayfs itself creates them. In an
+ * upper layer it hides the lower layer's entry of the same name. Needs
+ * CAP_MKNOD.
+ *
+ * @throws {NativeFsError} e.g. EEXIST if `path` exists, EPERM without CAP_MKNOD.
+ * @throws {TypeError} on a bad path.
+ */
+export function makeOverlayWhiteout(path: string): void {
+  binding.mknod(path, S_IFCHR | 0o000, 0, 0);
+}
+
+/** The xattr overlayfs reads to mark an upper directory opaque. */
+export const OVERLAY_OPAQUE_XATTR = 'trusted.overlay.opaque';
+
+/**
+ * Marks directory `dir` opaque for overlayfs (`trusted.overlay.opaque` = "y"):
+ * in an upper layer, it hides every entry of the lower directory of the same
+ * name. Needs CAP_SYS_ADMIN (a 'trusted.' attribute).
+ *
+ * @throws {NativeFsError} e.g. ENOENT, EPERM, ENOTSUP (filesystem without trusted xattrs, e.g. some tmpfs).
+ * @throws {TypeError} on a bad path.
+ */
+export function setOverlayOpaque(dir: string): void {
+  binding.lsetxattr(dir, OVERLAY_OPAQUE_XATTR, Buffer.from('y'));
+}

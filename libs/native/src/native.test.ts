@@ -1,0 +1,218 @@
+// Runs against the real kernel. The device-node, trusted.* xattr and
+// overlayfs tests need root (CAP_MKNOD, CAP_SYS_ADMIN) and are skipped
+// otherwise. Scratch dirs live under /var/tmp, on the root filesystem:
+// /tmp may be a tmpfs, which can lack trusted.* / user.* xattr support.
+import { strict as assert } from 'node:assert';
+import { execFileSync } from 'node:child_process';
+import { lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { constants } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import {
+  OVERLAY_OPAQUE_XATTR,
+  S_IFBLK,
+  S_IFCHR,
+  S_IFIFO,
+  lgetxattr,
+  llistxattr,
+  lremovexattr,
+  lsetxattr,
+  makeOverlayWhiteout,
+  mknod,
+  setOverlayOpaque,
+} from './index.js';
+
+const isRoot = process.getuid?.() === 0;
+const rootOnly = isRoot ? {} : { skip: 'needs root' };
+let dir = '';
+
+before(() => {
+  dir = mkdtempSync(join('/var/tmp', 'berth-native-test-'));
+});
+after(() => {
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+const systemError = (code: string, syscall: string, path: string) => (err: unknown) => {
+  assert.ok(err instanceof Error);
+  const e = err as Error & { code?: string; errno?: number; syscall?: string; path?: string };
+  assert.equal(e.code, code);
+  assert.equal(e.errno, -(constants.errno as Record<string, number>)[code]!);
+  assert.equal(e.syscall, syscall);
+  assert.equal(e.path, path);
+  assert.match(e.message, new RegExp(`^${code}: .+, ${syscall} '${path.replaceAll('/', '\\/')}'$`));
+  return true;
+};
+
+test('file type constants match the platform', () => {
+  assert.equal(S_IFCHR, 0o020000);
+  assert.equal(S_IFBLK, 0o060000);
+  assert.equal(S_IFIFO, 0o010000);
+});
+
+test('mknod makes a character device 0/0', rootOnly, () => {
+  const p = join(dir, 'chr');
+  mknod(p, S_IFCHR | 0o600, 0, 0);
+  const st = lstatSync(p);
+  assert.ok(st.isCharacterDevice());
+  assert.equal(st.rdev, 0);
+  assert.equal(st.mode & 0o7777, 0o600 & ~process.umask());
+});
+
+test('mknod encodes major and minor with makedev', rootOnly, () => {
+  const p = join(dir, 'blk');
+  mknod(p, S_IFBLK | 0o600, 0xabc, 0x12345);
+  const st = lstatSync(p);
+  assert.ok(st.isBlockDevice());
+  // Linux's encoding: minor low 8 bits, major 12 bits, minor high 12 bits.
+  assert.equal(st.rdev, 0x12300000 + (0xabc << 8) + 0x45);
+});
+
+test('mknod makes a fifo', () => {
+  const p = join(dir, 'fifo');
+  mknod(p, S_IFIFO | 0o644, 0, 0);
+  assert.ok(lstatSync(p).isFIFO());
+});
+
+test('a second mknod on the same path throws EEXIST', () => {
+  const p = join(dir, 'twice');
+  mknod(p, S_IFIFO | 0o644, 0, 0);
+  assert.throws(() => mknod(p, S_IFIFO | 0o644, 0, 0), systemError('EEXIST', 'mknod', p));
+});
+
+test('makeOverlayWhiteout makes a 0/0 char device with no permissions', rootOnly, () => {
+  const p = join(dir, 'whiteout');
+  makeOverlayWhiteout(p);
+  const st = lstatSync(p);
+  assert.ok(st.isCharacterDevice());
+  assert.equal(st.rdev, 0);
+  assert.equal(st.mode & 0o7777, 0);
+});
+
+test('set, get, list and remove a user. xattr on a directory', () => {
+  const d = join(dir, 'xattr-user');
+  mkdirSync(d);
+  lsetxattr(d, 'user.berth.test', Buffer.from('hello'));
+  assert.deepEqual(lgetxattr(d, 'user.berth.test'), Buffer.from('hello'));
+  assert.ok(llistxattr(d).includes('user.berth.test'));
+  lsetxattr(d, 'user.berth.empty', Buffer.alloc(0));
+  assert.deepEqual(lgetxattr(d, 'user.berth.empty'), Buffer.alloc(0));
+  lsetxattr(d, 'user.berth.bytes', new Uint8Array([0, 255, 0]));
+  assert.deepEqual(lgetxattr(d, 'user.berth.bytes'), Buffer.from([0, 255, 0]));
+  lremovexattr(d, 'user.berth.test');
+  assert.equal(lgetxattr(d, 'user.berth.test'), undefined);
+  assert.ok(!llistxattr(d).includes('user.berth.test'));
+  assert.throws(() => lremovexattr(d, 'user.berth.test'), systemError('ENODATA', 'lremovexattr', d));
+});
+
+test('setOverlayOpaque sets trusted.overlay.opaque, which can be read, listed and removed', rootOnly, () => {
+  const d = join(dir, 'xattr-trusted');
+  mkdirSync(d);
+  setOverlayOpaque(d);
+  assert.equal(OVERLAY_OPAQUE_XATTR, 'trusted.overlay.opaque');
+  assert.deepEqual(lgetxattr(d, 'trusted.overlay.opaque'), Buffer.from('y'));
+  assert.ok(llistxattr(d).includes('trusted.overlay.opaque'));
+  lremovexattr(d, 'trusted.overlay.opaque');
+  assert.equal(lgetxattr(d, 'trusted.overlay.opaque'), undefined);
+  assert.ok(!llistxattr(d).includes('trusted.overlay.opaque'));
+});
+
+test('lgetxattr of a missing attribute is undefined; of a missing path throws ENOENT', () => {
+  const f = join(dir, 'plain');
+  writeFileSync(f, '');
+  assert.equal(lgetxattr(f, 'user.berth.none'), undefined);
+  assert.deepEqual(
+    llistxattr(f).filter((n) => n.startsWith('user.')),
+    [],
+  );
+  const missing = join(dir, 'missing');
+  assert.throws(() => lgetxattr(missing, 'user.x'), systemError('ENOENT', 'lgetxattr', missing));
+  assert.throws(() => llistxattr(missing), systemError('ENOENT', 'llistxattr', missing));
+  assert.throws(() => lsetxattr(missing, 'user.x', Buffer.from('1')), systemError('ENOENT', 'lsetxattr', missing));
+});
+
+test('the l* calls act on a symlink itself, never its target', rootOnly, () => {
+  const target = join(dir, 'link-target');
+  const link = join(dir, 'link');
+  writeFileSync(target, '');
+  symlinkSync(target, link);
+  lsetxattr(link, 'trusted.berth.test', Buffer.from('link'));
+  assert.deepEqual(lgetxattr(link, 'trusted.berth.test'), Buffer.from('link'));
+  assert.equal(lgetxattr(target, 'trusted.berth.test'), undefined);
+  assert.ok(llistxattr(link).includes('trusted.berth.test'));
+  assert.ok(!llistxattr(target).includes('trusted.berth.test'));
+  // Linux refuses user.* xattrs on symlinks; setxattr (following) would have succeeded on the target.
+  assert.throws(() => lsetxattr(link, 'user.berth.test', Buffer.from('x')), systemError('EPERM', 'lsetxattr', link));
+  assert.equal(lgetxattr(target, 'user.berth.test'), undefined);
+  lremovexattr(link, 'trusted.berth.test');
+  assert.equal(lgetxattr(link, 'trusted.berth.test'), undefined);
+});
+
+test('a NUL byte in a path or name throws TypeError instead of truncating', () => {
+  const d = join(dir, 'nul');
+  mkdirSync(d);
+  const nul = `${d}\0ignored`;
+  const invalidValue = { name: 'TypeError', code: 'ERR_INVALID_ARG_VALUE' };
+  assert.throws(() => mknod(nul, S_IFIFO | 0o644, 0, 0), invalidValue);
+  assert.throws(() => lsetxattr(nul, 'user.x', Buffer.from('1')), invalidValue);
+  assert.throws(() => lsetxattr(d, 'user.x\0y', Buffer.from('1')), invalidValue);
+  assert.throws(() => lgetxattr(nul, 'user.x'), invalidValue);
+  assert.throws(() => llistxattr(nul), invalidValue);
+  assert.throws(() => lremovexattr(nul, 'user.x'), invalidValue);
+  assert.throws(() => makeOverlayWhiteout(`${d}/wh\0`), invalidValue);
+  // Nothing was created at the truncated path.
+  assert.ok(statSync(d).isDirectory());
+  assert.deepEqual(readdirSync(d), []);
+  assert.equal(lgetxattr(d, 'user.x'), undefined);
+});
+
+test('bad argument types throw TypeError, out-of-range numbers RangeError', () => {
+  const invalidType = { name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' };
+  const call = (fn: (...args: never[]) => unknown, ...args: unknown[]) => () => (fn as (...a: unknown[]) => unknown)(...args);
+  const p = join(dir, 'types');
+  assert.throws(call(mknod, 42, S_IFIFO, 0, 0), invalidType);
+  assert.throws(call(mknod, p, '4096', 0, 0), invalidType);
+  assert.throws(call(mknod, p), invalidType);
+  assert.throws(call(lsetxattr, p, 'user.x', 'not a buffer'), invalidType);
+  assert.throws(call(lsetxattr, p, Symbol('x'), Buffer.alloc(0)), invalidType);
+  assert.throws(call(lgetxattr, Buffer.from(p), 'user.x'), invalidType);
+  assert.throws(call(llistxattr), invalidType);
+  assert.throws(call(lremovexattr, p, null), invalidType);
+  const outOfRange = { name: 'RangeError', code: 'ERR_OUT_OF_RANGE' };
+  assert.throws(() => mknod(p, S_IFIFO | 0o644, 0x1000, 0), outOfRange);
+  assert.throws(() => mknod(p, S_IFIFO | 0o644, 0, 0x100000), outOfRange);
+  assert.throws(() => mknod(p, -1, 0, 0), outOfRange);
+  assert.throws(() => mknod(p, 1.5, 0, 0), outOfRange);
+  assert.throws(() => mknod(p, Number.NaN, 0, 0), outOfRange);
+  assert.throws(() => lstatSync(p), { code: 'ENOENT' });
+});
+
+test('overlayfs honours a whiteout and an opaque directory made here', rootOnly, () => {
+  const base = join(dir, 'overlay');
+  const [lower, upper, work, merged] = ['lower', 'upper', 'work', 'merged'].map((n) => join(base, n)) as [string, string, string, string];
+  for (const d of [lower, upper, work, merged]) mkdirSync(d, { recursive: true });
+  writeFileSync(join(lower, 'gone'), 'lower');
+  writeFileSync(join(lower, 'kept'), 'lower');
+  mkdirSync(join(lower, 'opaque'));
+  writeFileSync(join(lower, 'opaque', 'lower-only'), 'lower');
+  mkdirSync(join(lower, 'merged-dir'));
+  writeFileSync(join(lower, 'merged-dir', 'lower-only'), 'lower');
+
+  makeOverlayWhiteout(join(upper, 'gone'));
+  mkdirSync(join(upper, 'opaque'));
+  setOverlayOpaque(join(upper, 'opaque'));
+  writeFileSync(join(upper, 'opaque', 'upper-only'), 'upper');
+  mkdirSync(join(upper, 'merged-dir'));
+  writeFileSync(join(upper, 'merged-dir', 'upper-only'), 'upper');
+
+  execFileSync('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${lower},upperdir=${upper},workdir=${work}`, merged]);
+  try {
+    assert.deepEqual(readdirSync(merged).sort(), ['kept', 'merged-dir', 'opaque']);
+    assert.throws(() => lstatSync(join(merged, 'gone')), { code: 'ENOENT' });
+    assert.deepEqual(readdirSync(join(merged, 'opaque')), ['upper-only']);
+    // Control: the same layout without the opaque xattr merges both layers.
+    assert.deepEqual(readdirSync(join(merged, 'merged-dir')).sort(), ['lower-only', 'upper-only']);
+  } finally {
+    execFileSync('umount', [merged]);
+  }
+});

@@ -1,0 +1,184 @@
+import { InternalError } from '@berth/errors';
+import { storeV1 } from '@berth/proto';
+import { createClient, type BidiCall, type ClientOpts, type PromiseClient } from '@berth/rpc';
+import {
+  contentFromWire,
+  fsUsageFromWire,
+  imageFromWire,
+  imageToWire,
+  ingestFromWire,
+  leaseFromWire,
+  mountsFromWire,
+  snapshotFromWire,
+  toNanos,
+  usageFromWire,
+} from './convert.js';
+import type {
+  ContentInfo,
+  ContentStore,
+  ContentWriter,
+  FsUsage,
+  GcResult,
+  ImageRecord,
+  IngestStatus,
+  Labels,
+  Lease,
+  LeaseResource,
+  Mount,
+  SnapshotInfo,
+  SnapshotOptions,
+  Snapshotter,
+  Store,
+  Usage,
+  WriterOptions,
+} from './types.js';
+
+type StoreClient = PromiseClient<typeof storeV1.StoreService>;
+
+/** Bytes per write message: large enough to amortise framing, well under the message limit. */
+const writeChunk = 1024 * 1024;
+
+class RemoteWriter implements ContentWriter {
+  private done = false;
+
+  constructor(
+    readonly ref: string,
+    private readonly call: BidiCall<storeV1.IngestRequest, storeV1.IngestResponse>,
+    private position: number,
+    private readonly discard: () => Promise<void>,
+  ) {}
+
+  offset(): number {
+    return this.position;
+  }
+
+  async write(data: Uint8Array): Promise<void> {
+    for (let i = 0; i < data.length; i += writeChunk) {
+      const chunk = data.subarray(i, Math.min(i + writeChunk, data.length));
+      await this.call.send({ write: { offset: BigInt(this.position), data: Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength) } });
+      this.position += chunk.length;
+    }
+  }
+
+  async commit(labels?: Labels): Promise<ContentInfo> {
+    await this.call.send({ commit: { labels: labels ?? {} } });
+    this.call.end();
+    this.done = true;
+    const reply = await this.call.next();
+    if (reply?.committed === undefined) throw new InternalError(`ingest ${this.ref}: the store ended the call without committing`);
+    return contentFromWire(reply.committed);
+  }
+
+  async close(): Promise<void> {
+    if (this.done) return;
+    this.done = true;
+    this.call.end();
+    // Wait for the server to finish, so the ref is free when close resolves.
+    await this.call.next().catch(() => undefined);
+  }
+
+  async abort(): Promise<void> {
+    await this.close();
+    await this.discard();
+  }
+}
+
+/**
+ * The store over its internal gRPC API: the same interfaces as the local
+ * store, so callers cannot tell them apart.
+ */
+export class RemoteStore implements Store {
+  readonly content: ContentStore;
+  readonly snapshots: Snapshotter;
+  private readonly client: StoreClient;
+
+  constructor(address: string, options: ClientOpts = {}) {
+    const client = createClient(storeV1.StoreService, address, options);
+    this.client = client;
+    this.content = {
+      info: async (digest) => contentFromWire(await client.getContentInfo({ digest })),
+      read: (digest, range) =>
+        (async function* () {
+          for await (const chunk of client.readContent({ digest, offset: BigInt(range?.offset ?? 0), length: BigInt(range?.length ?? 0) })) yield chunk.data as Uint8Array;
+        })(),
+      writer: async (options: WriterOptions): Promise<ContentWriter> => {
+        const call = client.ingest();
+        await call.send({
+          open: { ref: options.ref, expectedDigest: options.expectedDigest, expectedSize: BigInt(options.expectedSize ?? 0), labels: options.labels ?? {}, leaseId: options.leaseId ?? '' },
+        });
+        const opened = await call.next();
+        if (opened?.offset === undefined) throw new InternalError(`ingest ${options.ref}: the store did not answer the open`);
+        return new RemoteWriter(options.ref, call, Number(opened.offset), async () => void (await client.abortIngest({ ref: options.ref })));
+      },
+      ingestStatus: async (ref): Promise<IngestStatus> => ingestFromWire(await client.ingestStatus({ ref })),
+      listIngests: async () => (await client.listIngests({})).items.map(ingestFromWire),
+      abortIngest: async (ref) => void (await client.abortIngest({ ref })),
+      list: async () => (await client.listContent({})).items.map(contentFromWire),
+      updateLabels: async (digest, labels) => contentFromWire(await client.updateContentLabels({ digest, labels })),
+      delete: async (digest) => void (await client.deleteContent({ digest })),
+    };
+    const prepareRequest = (key: string, parent: string, options?: SnapshotOptions): storeV1.PrepareRequest => ({ key, parent, labels: options?.labels ?? {}, leaseId: options?.leaseId ?? '' });
+    this.snapshots = {
+      stat: async (key): Promise<SnapshotInfo> => snapshotFromWire(await client.statSnapshot({ key })),
+      list: async () => (await client.listSnapshots({})).items.map(snapshotFromWire),
+      prepare: async (key, parent, options): Promise<Mount[]> => mountsFromWire(await client.prepare(prepareRequest(key, parent ?? '', options))),
+      view: async (key, parent, options) => mountsFromWire(await client.view(prepareRequest(key, parent, options))),
+      mounts: async (key) => mountsFromWire(await client.mounts({ key })),
+      commit: async (name, key, options) => snapshotFromWire(await client.commit({ name, key, labels: options?.labels ?? {}, leaseId: options?.leaseId ?? '' })),
+      remove: async (key) => void (await client.removeSnapshot({ key })),
+      usage: async (key): Promise<Usage> => usageFromWire(await client.snapshotUsage({ key })),
+    };
+  }
+
+  async putImage(record: Omit<ImageRecord, 'createdAt'>): Promise<ImageRecord> {
+    return imageFromWire(await this.client.putImage(imageToWire({ ...record, createdAt: new Date(0) })));
+  }
+
+  async getImage(ref: string): Promise<ImageRecord> {
+    return imageFromWire(await this.client.getImage({ ref }));
+  }
+
+  async listImages(): Promise<ImageRecord[]> {
+    return (await this.client.listImages({})).items.map(imageFromWire);
+  }
+
+  async removeImageName(name: string): Promise<{ imageRemoved: boolean }> {
+    return { imageRemoved: (await this.client.removeImageName({ ref: name })).imageRemoved };
+  }
+
+  async deleteImage(ref: string): Promise<void> {
+    await this.client.deleteImage({ ref });
+  }
+
+  async createLease(options: { id?: string; expiresAt?: Date; labels?: Labels } = {}): Promise<Lease> {
+    return leaseFromWire(await this.client.createLease({ id: options.id ?? '', expiresAt: options.expiresAt === undefined ? 0n : toNanos(options.expiresAt), labels: options.labels ?? {} }));
+  }
+
+  async deleteLease(id: string): Promise<void> {
+    await this.client.deleteLease({ id });
+  }
+
+  async listLeases(): Promise<Lease[]> {
+    return (await this.client.listLeases({})).items.map(leaseFromWire);
+  }
+
+  async addLeaseResource(id: string, resource: LeaseResource): Promise<void> {
+    await this.client.addLeaseResource({ leaseId: id, resource });
+  }
+
+  async removeLeaseResource(id: string, resource: LeaseResource): Promise<void> {
+    await this.client.removeLeaseResource({ leaseId: id, resource });
+  }
+
+  async garbageCollect(): Promise<GcResult> {
+    return this.client.garbageCollect({});
+  }
+
+  async fsUsage(): Promise<FsUsage> {
+    return fsUsageFromWire(await this.client.fsUsage({}));
+  }
+
+  async close(): Promise<void> {
+    this.client.close();
+  }
+}

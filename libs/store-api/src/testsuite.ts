@@ -1,0 +1,283 @@
+// One behavioural test suite for every implementation of the Store interface
+// (the local store and the remote client): call `storeTestSuite` from a test
+// file with a factory. Tests run in order on one store per suite. Needs root
+// (overlay mounts) and @berth/native for overlay whiteouts.
+import { strict as assert } from 'node:assert';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { isCategory, type ErrorCategory } from '@berth/errors';
+import { makeOverlayWhiteout, setOverlayOpaque } from '@berth/native';
+import { sha256Digest } from '@berth/spec';
+import { gcRefContentPrefix, gcRefSnapshot, type ContentInfo, type Mount, type Store } from './types.js';
+
+export interface StoreUnderTest {
+  store: Store;
+  /** Stops the store; the suite's files may then be removed. */
+  cleanup(): Promise<void>;
+}
+
+const category = (c: ErrorCategory) => (err: unknown) => isCategory(err, c);
+
+async function ingest(store: Store, data: string | Buffer, ref = `ref-${Math.random()}`, extra: { labels?: Record<string, string>; leaseId?: string } = {}): Promise<ContentInfo> {
+  const bytes = typeof data === 'string' ? Buffer.from(data) : data;
+  const w = await store.content.writer({ ref, expectedDigest: sha256Digest(bytes), expectedSize: bytes.length, ...extra });
+  await w.write(bytes);
+  return w.commit();
+}
+
+async function readAll(store: Store, digest: string, range?: { offset?: number; length?: number }): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of store.content.read(digest, range)) chunks.push(Buffer.from(c));
+  return Buffer.concat(chunks).toString();
+}
+
+/** The directory a snapshot writes to, from its mounts: the bind source or the overlay upperdir. */
+export function writableDir(mounts: Mount[]): string {
+  const m = mounts[0]!;
+  if (m.type === 'bind') return m.source;
+  const upper = m.options.find((o) => o.startsWith('upperdir='));
+  assert.ok(upper, 'an overlay mount with an upper dir');
+  return upper.slice('upperdir='.length);
+}
+
+function withMount<T>(mounts: Mount[], fn: (dir: string) => T): T {
+  const target = mkdtempSync('/var/tmp/berth-mnt-');
+  const m = mounts[0]!;
+  const args = m.type === 'bind' ? ['--bind', m.source, target] : ['-t', m.type, m.source, '-o', m.options.join(','), target];
+  execFileSync('mount', args);
+  try {
+    return fn(target);
+  } finally {
+    execFileSync('umount', [target]);
+    rmSync(target, { recursive: true });
+  }
+}
+
+export function storeTestSuite(name: string, open: () => Promise<StoreUnderTest>): void {
+  describe(`store: ${name}`, () => {
+    let s: StoreUnderTest;
+    let store: Store;
+    before(async () => {
+      s = await open();
+      store = s.store;
+    });
+    after(async () => {
+      await s?.cleanup();
+    });
+
+    test('a committed blob can be read whole and by range, relabelled, listed and deleted', async () => {
+      const info = await ingest(store, 'hello, berth', 'r-basic', { labels: { a: '1' } });
+      assert.equal(info.size, 12);
+      assert.deepEqual(info.labels, { a: '1' });
+      assert.equal(await readAll(store, info.digest), 'hello, berth');
+      assert.equal(await readAll(store, info.digest, { offset: 7, length: 3 }), 'ber');
+      assert.equal(await readAll(store, info.digest, { offset: 7 }), 'berth');
+      assert.ok((await store.content.list()).some((c) => c.digest === info.digest));
+      assert.deepEqual((await store.content.updateLabels(info.digest, { b: '2' })).labels, { b: '2' });
+      assert.deepEqual((await store.content.info(info.digest)).labels, { b: '2' });
+      await store.content.delete(info.digest);
+      await assert.rejects(store.content.info(info.digest), category('not-found'));
+      await assert.rejects(store.content.delete(info.digest), category('not-found'));
+    });
+
+    test('a wrong digest or size is refused at commit and nothing is left', async () => {
+      const good = Buffer.from('the real content');
+      const w = await store.content.writer({ ref: 'r-wrong', expectedDigest: sha256Digest(good) });
+      await w.write(Buffer.from('something else!!'));
+      await assert.rejects(w.commit(), (e: Error) => isCategory(e, 'failed-precondition') && /digest mismatch/.test(e.message));
+      await assert.rejects(store.content.info(sha256Digest(good)), category('not-found'));
+      await assert.rejects(store.content.ingestStatus('r-wrong'), category('not-found'));
+
+      const short = await store.content.writer({ ref: 'r-short', expectedDigest: sha256Digest(good), expectedSize: good.length + 5 });
+      await short.write(good);
+      await assert.rejects(short.commit(), (e: Error) => isCategory(e, 'failed-precondition') && /size mismatch/.test(e.message));
+      const long = await store.content.writer({ ref: 'r-long', expectedDigest: sha256Digest(good), expectedSize: 3 });
+      // Over the wire a write is not acknowledged on its own: the refusal comes by the commit at the latest.
+      await assert.rejects(async () => {
+        await long.write(good);
+        await long.commit();
+      }, category('failed-precondition'));
+      await assert.rejects(store.content.info(sha256Digest(good)), category('not-found'));
+    });
+
+    test('an ingest resumes from where it stopped', async () => {
+      const data = Buffer.from('0123456789'.repeat(1000));
+      const digest = sha256Digest(data);
+      const first = await store.content.writer({ ref: 'r-resume', expectedDigest: digest, expectedSize: data.length });
+      assert.equal(first.offset(), 0);
+      await first.write(data.subarray(0, 4321));
+      await first.close();
+      const status = await store.content.ingestStatus('r-resume');
+      assert.equal(status.offset, 4321);
+      assert.equal(status.total, data.length);
+      assert.equal(status.expectedDigest, digest);
+      assert.ok((await store.content.listIngests()).some((i) => i.ref === 'r-resume'));
+      const second = await store.content.writer({ ref: 'r-resume', expectedDigest: digest, expectedSize: data.length });
+      assert.equal(second.offset(), 4321);
+      await second.write(data.subarray(4321));
+      const info = await second.commit();
+      assert.equal(info.digest, digest);
+      assert.equal(await readAll(store, digest), data.toString());
+      await assert.rejects(store.content.ingestStatus('r-resume'), category('not-found'));
+    });
+
+    test('one writer per ref: the second is told it is in progress', async () => {
+      const data = Buffer.from('contended');
+      const digest = sha256Digest(data);
+      const a = await store.content.writer({ ref: 'r-busy', expectedDigest: digest });
+      await assert.rejects(store.content.writer({ ref: 'r-busy', expectedDigest: digest }), (e: Error) => isCategory(e, 'unavailable') && /in progress/.test(e.message));
+      await assert.rejects(store.content.abortIngest('r-busy'), category('unavailable'));
+      await a.close();
+      const b = await store.content.writer({ ref: 'r-busy', expectedDigest: digest });
+      await b.write(data);
+      await b.commit();
+      await assert.rejects(store.content.writer({ ref: 'r-again', expectedDigest: digest }), category('already-exists'));
+    });
+
+    test('an aborted ingest is gone', async () => {
+      const w = await store.content.writer({ ref: 'r-abort', expectedDigest: sha256Digest('x') });
+      await w.write(Buffer.from('x'));
+      await w.abort();
+      await assert.rejects(store.content.ingestStatus('r-abort'), category('not-found'));
+    });
+
+    test('digests, refs and keys that could reach outside the store are refused', async () => {
+      await assert.rejects(store.content.info('sha256:../../../etc/passwd'), category('invalid-argument'));
+      await assert.rejects(store.content.writer({ ref: 'ok', expectedDigest: 'sha256:../x' }), category('invalid-argument'));
+      await assert.rejects(store.content.writer({ ref: 'has space', expectedDigest: sha256Digest('a') }), category('invalid-argument'));
+      await assert.rejects(store.content.writer({ ref: 'x'.repeat(300), expectedDigest: sha256Digest('a') }), category('invalid-argument'));
+      await assert.rejects(store.snapshots.prepare('bad\u0000key'), category('invalid-argument'));
+      await assert.rejects(store.snapshots.stat('nope'), category('not-found'));
+    });
+
+    test('snapshots stack as overlay layers; whiteouts and opaque directories hide lower files', async () => {
+      const baseMounts = await store.snapshots.prepare('build-base');
+      assert.equal(baseMounts[0]?.type, 'bind');
+      const base = writableDir(baseMounts);
+      mkdirSync(join(base, 'etc'));
+      writeFileSync(join(base, 'etc/keep'), 'keep');
+      writeFileSync(join(base, 'etc/gone'), 'gone');
+      mkdirSync(join(base, 'opaque'));
+      writeFileSync(join(base, 'opaque/old'), 'old');
+      const committed = await store.snapshots.commit('sha256:' + '1'.repeat(64), 'build-base');
+      assert.equal(committed.kind, 'committed');
+      await assert.rejects(store.snapshots.stat('build-base'), category('not-found'));
+
+      const childMounts = await store.snapshots.prepare('build-child', committed.key);
+      assert.equal(childMounts[0]?.type, 'overlay');
+      const upper = writableDir(childMounts);
+      mkdirSync(join(upper, 'etc'));
+      makeOverlayWhiteout(join(upper, 'etc/gone'));
+      mkdirSync(join(upper, 'opaque'));
+      setOverlayOpaque(join(upper, 'opaque'));
+      writeFileSync(join(upper, 'opaque/new'), 'new');
+      const top = await store.snapshots.commit('sha256:' + '2'.repeat(64), 'build-child');
+      assert.equal(top.parent, committed.key);
+
+      const viewMounts = await store.snapshots.view('a-view', top.key);
+      withMount(viewMounts, (dir) => {
+        assert.equal(readFileSync(join(dir, 'etc/keep'), 'utf8'), 'keep');
+        assert.equal(existsSync(join(dir, 'etc/gone')), false, 'the whiteout hides the lower file');
+        assert.deepEqual(readdirSync(join(dir, 'opaque')), ['new'], 'the opaque dir hides the lower dir');
+      });
+
+      const rootfs = await store.snapshots.prepare('container-1', top.key, { labels: { container: 'c1' } });
+      withMount(rootfs, (dir) => {
+        writeFileSync(join(dir, 'written-by-container'), 'x'.repeat(10000));
+        assert.equal(readFileSync(join(dir, 'etc/keep'), 'utf8'), 'keep');
+      });
+      assert.ok(existsSync(join(writableDir(rootfs), 'written-by-container')), 'writes land in the active snapshot');
+      assert.deepEqual((await store.snapshots.mounts('container-1'))[0], rootfs[0]);
+      const usage = await store.snapshots.usage('container-1');
+      assert.ok(usage.bytes >= 10000 && usage.inodes >= 2, JSON.stringify(usage));
+      assert.deepEqual((await store.snapshots.stat('container-1')).labels, { container: 'c1' });
+
+      await assert.rejects(store.snapshots.remove(top.key), category('failed-precondition'), 'a parent with children stays');
+      await assert.rejects(store.snapshots.commit('x', top.key), category('failed-precondition'), 'only active snapshots commit');
+      await assert.rejects(store.snapshots.prepare('container-1', top.key), category('already-exists'));
+      await assert.rejects(store.snapshots.prepare('orphan', 'sha256:' + '9'.repeat(64)), category('not-found'));
+      await assert.rejects(store.snapshots.prepare('on-active', 'container-1'), category('failed-precondition'));
+      const keys = (await store.snapshots.list()).map((x) => x.key);
+      for (const k of [committed.key, top.key, 'a-view', 'container-1']) assert.ok(keys.includes(k), k);
+      await store.snapshots.remove('a-view');
+      await store.snapshots.remove('container-1');
+      await store.snapshots.remove(top.key);
+      await store.snapshots.remove(committed.key);
+      assert.equal(existsSync(writableDir(rootfs)), false, 'the directory goes with the snapshot');
+    });
+
+    test('image records: names move between images and an image goes with its last name', async () => {
+      const id1 = sha256Digest('config-1');
+      const id2 = sha256Digest('config-2');
+      const put = await store.putImage({ id: id1, manifestDigest: sha256Digest('m1'), size: 10, topChainId: '', pinned: false, names: [{ name: 'example.com/app:1', kind: 'tag' }, { name: 'example.com/app:latest', kind: 'tag' }] });
+      assert.deepEqual(put.names.map((n) => n.name), ['example.com/app:1', 'example.com/app:latest']);
+      assert.equal((await store.getImage('example.com/app:1')).id, id1);
+      assert.equal((await store.getImage(id1)).manifestDigest, sha256Digest('m1'));
+      await store.putImage({ id: id2, manifestDigest: sha256Digest('m2'), size: 20, topChainId: '', pinned: true, names: [{ name: 'example.com/app:latest', kind: 'tag' }] });
+      assert.deepEqual((await store.getImage(id1)).names.map((n) => n.name), ['example.com/app:1']);
+      assert.equal((await store.getImage('example.com/app:latest')).id, id2);
+      assert.deepEqual(await store.removeImageName('example.com/app:1'), { imageRemoved: true });
+      await assert.rejects(store.getImage(id1), category('not-found'));
+      await store.deleteImage('example.com/app:latest');
+      await assert.rejects(store.getImage(id2), category('not-found'));
+      await assert.rejects(store.putImage({ id: 'nope', manifestDigest: sha256Digest('m'), size: 1, topChainId: '', pinned: false, names: [] }), category('invalid-argument'));
+    });
+
+    test('garbage collection keeps everything referenced or leased and removes the rest', async () => {
+      // An image: manifest → config + layer (labels), layer → its snapshot.
+      const layerSnap = 'sha256:' + '3'.repeat(64);
+      await store.snapshots.prepare('gc-extract');
+      await store.snapshots.commit(layerSnap, 'gc-extract');
+      const config = await ingest(store, 'gc config');
+      const layer = await ingest(store, 'gc layer', undefined, { labels: { [gcRefSnapshot]: layerSnap } });
+      const manifest = await ingest(store, 'gc manifest', undefined, { labels: { [`${gcRefContentPrefix}0`]: config.digest, [`${gcRefContentPrefix}1`]: layer.digest } });
+      await store.putImage({ id: config.digest, manifestDigest: manifest.digest, size: 1, topChainId: layerSnap, pinned: false, names: [{ name: 'example.com/gc:1', kind: 'tag' }] });
+      // A container's rootfs on the layer, a leased blob, an expired lease, and garbage.
+      await store.snapshots.prepare('gc-container', layerSnap);
+      const lease = await store.createLease({ id: 'pull-1', labels: { why: 'test' } });
+      assert.equal(lease.id, 'pull-1');
+      await assert.rejects(store.createLease({ id: 'pull-1' }), category('already-exists'));
+      const leased = await ingest(store, 'leased blob', undefined, { leaseId: 'pull-1' });
+      assert.deepEqual((await store.listLeases()).find((l) => l.id === 'pull-1')?.resources.filter((r) => r.kind === 'blob'), [{ kind: 'blob', ref: leased.digest }]);
+      await store.createLease({ id: 'old', expiresAt: new Date(Date.now() - 1000) });
+      await store.addLeaseResource('old', { kind: 'blob', ref: sha256Digest('never stored') });
+      await assert.rejects(store.addLeaseResource('missing', { kind: 'blob', ref: leased.digest }), category('not-found'));
+      const garbage = await ingest(store, 'garbage');
+      await store.snapshots.prepare('gc-scratch');
+      await store.snapshots.commit('sha256:' + '4'.repeat(64), 'gc-scratch');
+
+      const result = await store.garbageCollect();
+      assert.ok(result.removedBlobs.includes(garbage.digest));
+      assert.ok(result.removedSnapshots.includes('sha256:' + '4'.repeat(64)));
+      assert.deepEqual(result.expiredLeases, ['old']);
+      for (const d of [config.digest, layer.digest, manifest.digest, leased.digest]) assert.equal((await store.content.info(d)).digest, d);
+      assert.equal((await store.snapshots.stat(layerSnap)).kind, 'committed');
+      assert.equal((await store.snapshots.stat('gc-container')).kind, 'active');
+
+      // Without the lease, the leased blob goes; without the container and the image, the rest goes.
+      await store.deleteLease('pull-1');
+      await store.snapshots.remove('gc-container');
+      const r2 = await store.garbageCollect();
+      assert.deepEqual(r2.removedBlobs, [leased.digest]);
+      // Removing an image starts a collection by itself.
+      await store.deleteImage(config.digest);
+      const deadline = Date.now() + 10_000;
+      while ((await store.content.list()).some((c) => c.digest === manifest.digest) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      for (const d of [config.digest, layer.digest, manifest.digest]) await assert.rejects(store.content.info(d), category('not-found'));
+      await assert.rejects(store.snapshots.stat(layerSnap), category('not-found'));
+    });
+
+    test('filesystem usage counts committed content and snapshots once', async () => {
+      const before = await store.fsUsage();
+      assert.ok(before.mountpoint.startsWith('/'));
+      const blob = await ingest(store, Buffer.alloc(50_000, 7));
+      const after = await store.fsUsage();
+      assert.equal(after.content.bytes - before.content.bytes, 50_000);
+      assert.equal(after.content.inodes - before.content.inodes, 1);
+      await store.content.delete(blob.digest);
+      assert.equal((await store.fsUsage()).content.bytes, before.content.bytes);
+    });
+  });
+}
