@@ -1,5 +1,11 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { strict as assert } from 'node:assert';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { test } from 'node:test';
+import pg from 'pg';
+import { isCategory } from '@berth/errors';
+import { sha256Digest } from '@berth/spec';
 import { Server } from '@grpc/grpc-js';
 import { openDatabase } from '@berth/db';
 import { createLogger } from '@berth/observability';
@@ -10,9 +16,9 @@ import { storeTestSuite } from '@berth/store-api/testsuite';
 import { createStoreHandlers } from './grpc-adapter.js';
 import { LocalStore } from './local-store.js';
 
-async function openLocal(): Promise<{ store: LocalStore; dir: string; close(): Promise<void>; db: Awaited<ReturnType<typeof openDatabase>> }> {
+async function openLocal(databaseUrl?: string): Promise<{ store: LocalStore; dir: string; close(): Promise<void>; db: Awaited<ReturnType<typeof openDatabase>> }> {
   const dir = mkdtempSync('/var/tmp/berth-store-test-');
-  const db = await openDatabase(`file:${join(dir, 'berth.db')}`);
+  const db = await openDatabase(databaseUrl ?? `file:${join(dir, 'berth.db')}`);
   const { store } = await LocalStore.open({ db: db.prisma, stateDir: dir, usageCacheMs: 0 });
   return {
     store,
@@ -48,4 +54,55 @@ storeTestSuite('remote over gRPC', async () => {
       await local.close();
     },
   };
+});
+
+/**
+ * The same suite with the metadata in PostgreSQL, when POSTGRES_TEST_URL names
+ * a server where the user may create databases (scripts/test sets it; CI must).
+ */
+const postgresAdmin = process.env['POSTGRES_TEST_URL'];
+if (postgresAdmin === undefined && process.env['CI'] === 'true') throw new Error('CI must set POSTGRES_TEST_URL');
+if (postgresAdmin !== undefined) {
+  storeTestSuite('local on PostgreSQL', async () => {
+    const name = `berth_store_${process.pid}_${Date.now()}`;
+    const admin = new pg.Client({ connectionString: postgresAdmin });
+    await admin.connect();
+    await admin.query(`CREATE DATABASE ${name}`);
+    await admin.end();
+    const url = new URL(postgresAdmin);
+    url.pathname = `/${name}`;
+    const local = await openLocal(url.toString());
+    return {
+      store: local.store,
+      async cleanup() {
+        await local.close();
+        const a = new pg.Client({ connectionString: postgresAdmin });
+        await a.connect();
+        await a.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+        await a.end();
+      },
+    };
+  });
+}
+
+test('a full disk fails the ingest clearly and leaves no partial data', async () => {
+  const dir = mkdtempSync('/var/tmp/berth-full-');
+  const state = join(dir, 'state');
+  execFileSync('mkdir', [state]);
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', state]);
+  const db = await openDatabase(`file:${join(dir, 'berth.db')}`);
+  try {
+    const { store } = await LocalStore.open({ db: db.prisma, stateDir: state });
+    const data = Buffer.alloc(3 * 1024 * 1024, 1);
+    const w = await store.content.writer({ ref: 'too-big', expectedDigest: sha256Digest(data), expectedSize: data.length });
+    await assert.rejects(w.write(data), (e: Error) => isCategory(e, 'resource-exhausted') && /no space left/.test(e.message));
+    assert.deepEqual(await store.content.listIngests(), []);
+    assert.deepEqual(readdirSync(join(state, 'content/ingest')), [], 'the partial data is removed');
+    await assert.rejects(store.content.info(sha256Digest(data)), (e: Error) => isCategory(e, 'not-found'));
+    await store.close();
+  } finally {
+    await db.close();
+    execFileSync('umount', [state]);
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
