@@ -327,17 +327,21 @@ class LocalWriter implements ContentWriter {
       await this.discard();
       throw new FailedPreconditionError(`ingest ${this.s.ref}: more data than the expected ${this.s.total} bytes`);
     }
-    try {
+    // The write runs on libuv's thread pool while this thread hashes the same bytes.
+    const writing = (async () => {
       let written = 0;
       while (written < data.length) {
         const { bytesWritten } = await this.s.handle.write(data, written, data.length - written, this.s.offset + written);
         written += bytesWritten;
       }
+    })();
+    this.s.hash.update(data);
+    try {
+      await writing;
     } catch (err) {
       await this.discard();
       throw ioError(err, `write ingest ${this.s.ref}`);
     }
-    this.s.hash.update(data);
     this.s.offset += data.length;
   }
 

@@ -1,5 +1,5 @@
-import { Server, type UntypedServiceImplementation } from '@grpc/grpc-js';
-import { bindUnixSocket, type UnixListenOptions } from '@berth/rpc';
+import type { Server, UntypedServiceImplementation } from '@grpc/grpc-js';
+import { bindUnixSocket, createGrpcServer, type UnixListenOptions } from '@berth/rpc';
 import type { DaemonContext } from './daemon.js';
 
 export interface ServiceBinding {
@@ -13,7 +13,7 @@ export interface ServiceBinding {
  * server drains for up to 5 s before calls are cut.
  */
 export async function serveGrpc(ctx: DaemonContext, path: string, services: ServiceBinding[], options: UnixListenOptions = {}): Promise<Server> {
-  const server = new Server({ 'grpc.max_receive_message_length': 16 * 1024 * 1024 });
+  const server = createGrpcServer();
   for (const s of services) server.addService(s.definition as never, s.implementation);
   await bindUnixSocket(server, path, options);
   ctx.onShutdown(

@@ -1,6 +1,7 @@
 import { Client, credentials, Metadata, status as GrpcStatus, type CallOptions, type ClientOptions, type ServiceError } from '@grpc/grpc-js';
 import { context, propagation } from '@opentelemetry/api';
 import { fromGrpcStatus } from '@berth/errors';
+import { bulkChannelOptions } from './server-factory.js';
 import { metadataSetter } from './trace-metadata.js';
 import type { BidiStreamMethods, RequestOf, ResponseOf, ServerStreamMethods, ServiceDefinition, UnaryMethods } from './types.js';
 
@@ -52,7 +53,7 @@ function callMetadata(): Metadata {
  * categories, never gRPC codes. Trace context travels in the metadata.
  */
 export function createClient<S extends ServiceDefinition>(definition: S, address: string, options: ClientOpts = {}): PromiseClient<S> {
-  const client = new Client(address, credentials.createInsecure(), options.channelOptions ?? {});
+  const client = new Client(address, credentials.createInsecure(), { ...bulkChannelOptions, ...options.channelOptions });
   const defaultTimeout = options.timeoutMs ?? 30_000;
   const result: Record<string, unknown> = {
     close: () => client.close(),

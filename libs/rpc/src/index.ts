@@ -6,3 +6,4 @@ export { bindUnixSocket, claimSocketPath, socketIsLive } from './unix-socket.js'
 export type { UnixListenOptions } from './unix-socket.js';
 export { metadataGetter, metadataSetter } from './trace-metadata.js';
 export type { BidiStreamMethods, MethodDefinition, RequestOf, ResponseOf, ServerStreamMethods, ServiceDefinition, UnaryMethods } from './types.js';
+export { bulkChannelOptions, createGrpcServer, flowControlWindow } from './server-factory.js';

@@ -48,4 +48,4 @@ export {
   usageFromWire,
   usageToWire,
 } from './convert.js';
-export { RemoteStore } from './remote-store.js';
+export { encodeIngestRequest, RemoteStore } from './remote-store.js';
