@@ -4,6 +4,9 @@ import { Server, type ServerOptions } from '@grpc/grpc-js';
 /** HTTP/2 flow-control window for Berth's connections: enough to keep a unix socket busy. */
 export const flowControlWindow = 16 * 1024 * 1024;
 
+/** The largest HTTP/2 frame a peer may send us (the protocol's maximum): fewer frames per 1 MiB message. */
+const maxFrameSize = 16_777_215;
+
 /**
  * A grpc-js server tuned for bulk transfers over local sockets. grpc-js keeps
  * HTTP/2's 64 KiB default windows on the server side, which caps a blob
@@ -15,7 +18,7 @@ export function createGrpcServer(options: ServerOptions = {}): Server {
   const server = new Server({ 'grpc.max_receive_message_length': 16 * 1024 * 1024, ...options });
   const internals = server as unknown as { commonServerOptions?: { settings?: Record<string, unknown> }; http2Servers?: Map<Http2Server, unknown> };
   if (internals.commonServerOptions !== undefined) {
-    internals.commonServerOptions.settings = { ...internals.commonServerOptions.settings, initialWindowSize: flowControlWindow };
+    internals.commonServerOptions.settings = { ...internals.commonServerOptions.settings, initialWindowSize: flowControlWindow, maxFrameSize: maxFrameSize };
   }
   const originalBind = server.bindAsync.bind(server);
   server.bindAsync = (port, creds, callback) =>
