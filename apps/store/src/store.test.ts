@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import pg from 'pg';
+import { freshPostgresDatabase, postgresTestUrl } from '@berth/testing';
 import { isCategory } from '@berth/errors';
 import { sha256Digest } from '@berth/spec';
 import { Server } from '@grpc/grpc-js';
@@ -56,30 +56,17 @@ storeTestSuite('remote over gRPC', async () => {
   };
 });
 
-/**
- * The same suite with the metadata in PostgreSQL, when POSTGRES_TEST_URL names
- * a server where the user may create databases (scripts/test sets it; CI must).
- */
-const postgresAdmin = process.env['POSTGRES_TEST_URL'];
-if (postgresAdmin === undefined && process.env['CI'] === 'true') throw new Error('CI must set POSTGRES_TEST_URL');
+/** The same suite with the metadata in PostgreSQL (required in CI). */
+const postgresAdmin = postgresTestUrl();
 if (postgresAdmin !== undefined) {
   storeTestSuite('local on PostgreSQL', async () => {
-    const name = `berth_store_${process.pid}_${Date.now()}`;
-    const admin = new pg.Client({ connectionString: postgresAdmin });
-    await admin.connect();
-    await admin.query(`CREATE DATABASE ${name}`);
-    await admin.end();
-    const url = new URL(postgresAdmin);
-    url.pathname = `/${name}`;
-    const local = await openLocal(url.toString());
+    const database = await freshPostgresDatabase(postgresAdmin, 'berth_store_test');
+    const local = await openLocal(database.url);
     return {
       store: local.store,
       async cleanup() {
         await local.close();
-        const a = new pg.Client({ connectionString: postgresAdmin });
-        await a.connect();
-        await a.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-        await a.end();
+        await database.drop();
       },
     };
   });

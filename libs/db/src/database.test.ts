@@ -2,9 +2,9 @@ import { strict as assert } from 'node:assert';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import BetterSqlite3 from 'better-sqlite3';
-import pg from 'pg';
+import { freshPostgresDatabase, postgresTestUrl } from '@berth/testing';
 import { dialectOf, listMigrations, openDatabase } from './index.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'berth-db-'));
@@ -22,22 +22,16 @@ test('migrations apply once, even when two openers race', async () => {
   raw.close();
 });
 
-/**
- * PostgreSQL is tested when POSTGRES_TEST_URL names a server where the
- * user may create databases (scripts/test sets it up); CI must have it.
- */
-const postgresAdmin = process.env['POSTGRES_TEST_URL'];
-if (postgresAdmin === undefined && process.env['CI'] === 'true') throw new Error('CI must set POSTGRES_TEST_URL');
+const postgresAdmin = postgresTestUrl();
+const dropAfter: Array<() => Promise<void>> = [];
+after(async () => {
+  for (const drop of dropAfter) await drop();
+});
 
 async function freshPostgresUrl(admin: string): Promise<string> {
-  const name = `berth_test_${process.pid}_${Date.now()}`;
-  const client = new pg.Client({ connectionString: admin });
-  await client.connect();
-  await client.query(`CREATE DATABASE ${name}`);
-  await client.end();
-  const url = new URL(admin);
-  url.pathname = `/${name}`;
-  return url.toString();
+  const db = await freshPostgresDatabase(admin, 'berth_db_test');
+  dropAfter.push(db.drop);
+  return db.url;
 }
 
 const targets: Array<[string, () => Promise<string>]> = [['sqlite', async () => `file:${join(dir, 'models.db')}`]];

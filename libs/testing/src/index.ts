@@ -5,3 +5,4 @@ export { startStack } from './stack.js';
 export type { StackHandle, StackOptions, StackService } from './stack.js';
 export { freeLoopbackPort, startNatsServer } from '@berth/bus';
 export type { NatsServerHandle } from '@berth/bus';
+export { freshPostgresDatabase, postgresTestUrl } from './postgres.js';
