@@ -1,13 +1,17 @@
-import { subjects, type Bus, type ImageServiceInfo } from '@berth/bus';
+import { subjects, type Bus, type ImageServiceInfo, type PullImageReply, type PullImageRequest } from '@berth/bus';
 import { internalSocket, type BerthConfig } from '@berth/config';
 import { executorV1, storeV1 } from '@berth/proto';
 import { createClient, type PromiseClient } from '@berth/rpc';
+import { RemoteStore } from '@berth/store-api';
 
 /** The internal services the CRI frontend talks to. */
 export interface Backends {
   store: PromiseClient<typeof storeV1.StoreService>;
   executor: PromiseClient<typeof executorV1.ExecutorService>;
+  /** The store's Store interface (images, content, usage). */
+  images: RemoteStore;
   imageInfo(timeoutMs: number): Promise<ImageServiceInfo>;
+  pullImage(request: PullImageRequest, timeoutMs: number): Promise<PullImageReply>;
   close(): void;
 }
 
@@ -24,13 +28,17 @@ const channelOptions = {
 export function connectBackends(config: BerthConfig, bus: Bus): Backends {
   const store = createClient(storeV1.StoreService, `unix://${internalSocket(config, 'store')}`, { channelOptions });
   const executor = createClient(executorV1.ExecutorService, `unix://${internalSocket(config, 'executor')}`, { channelOptions });
+  const images = new RemoteStore(`unix://${internalSocket(config, 'store')}`, { channelOptions, timeoutMs: 60_000 });
   return {
     store,
     executor,
+    images,
     imageInfo: (timeoutMs) => bus.request(subjects.imageInfo, {}, { timeoutMs }),
+    pullImage: (request, timeoutMs) => bus.request(subjects.imagePull, request, { timeoutMs }),
     close() {
       store.close();
       executor.close();
+      void images.close();
     },
   };
 }

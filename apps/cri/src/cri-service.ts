@@ -3,6 +3,7 @@ import { criV1 } from '@berth/proto';
 import { buildService, type Handlers } from '@berth/rpc';
 import type { Logger } from '@berth/observability';
 import type { Backends } from './backends.js';
+import { createImageFsInfoHandler, createImageStatusHandler, createListImagesHandler, createPullImageHandler, createRemoveImageHandler } from './handlers/images.js';
 import { createRuntimeConfigHandler } from './handlers/runtime-config.js';
 import { createStatusHandler } from './handlers/status.js';
 import { createVersionHandler } from './handlers/version.js';
@@ -28,7 +29,13 @@ export function createCriServices(deps: CriServiceDeps) {
     status: createStatusHandler(deps.backends, deps.config),
     runtimeConfig: createRuntimeConfigHandler(deps.backends),
   };
-  const image: Handlers<typeof criV1.ImageServiceService> = {};
+  const image: Handlers<typeof criV1.ImageServiceService> = {
+    pullImage: createPullImageHandler(deps.backends),
+    listImages: createListImagesHandler(deps.backends),
+    imageStatus: createImageStatusHandler(deps.backends),
+    removeImage: createRemoveImageHandler(deps.backends),
+    imageFsInfo: createImageFsInfoHandler(deps.backends),
+  };
   const options = { logger: deps.logger, service: 'cri', unimplementedMessage: unimplemented };
   return [buildService(criV1.RuntimeServiceService, runtime, options), buildService(criV1.ImageServiceService, image, options)];
 }

@@ -40,10 +40,31 @@ export interface ServiceStarted {
   pid: number;
 }
 
+/** Credentials for a pull, as the CRI's AuthConfig carries them. */
+export interface PullAuth {
+  username?: string;
+  password?: string;
+  auth?: string;
+  identityToken?: string;
+  registryToken?: string;
+}
+
+export interface PullImageRequest {
+  image: string;
+  auth?: PullAuth;
+}
+
+export interface PullImageReply {
+  imageId: string;
+  repoDigest: string;
+  repoTag?: string;
+}
+
 /** Queue group shared by every image-service replica. */
 export const imageQueueGroup = 'image';
 
 export const subjects = {
   imageInfo: requestSubject<Record<string, never>, ImageServiceInfo>('berth.image.info'),
+  imagePull: requestSubject<PullImageRequest, PullImageReply>('berth.image.pull'),
   serviceStarted: eventSubject<ServiceStarted>('berth.events.service.started'),
 } as const;

@@ -1,0 +1,72 @@
+import { InvalidArgumentError } from '@berth/errors';
+import type { criV1 } from '@berth/proto';
+import { formatReference, parseReference } from '@berth/registry';
+import type { Backends } from '../backends.js';
+import { findImage, toCriImage } from './image-view.js';
+
+const normalise = (image: string): string => formatReference(parseReference(image));
+
+/** PullImage: the image service pulls (one replica, through the queue group); the reply is the image id. */
+export function createPullImageHandler(backends: Backends) {
+  return async (request: criV1.PullImageRequest): Promise<criV1.PullImageResponse> => {
+    const image = request.image?.image ?? '';
+    if (image === '') throw new InvalidArgumentError('PullImage needs an image');
+    parseReference(image);
+    const a = request.auth;
+    const auth = a === undefined ? undefined : { username: a.username, password: a.password, auth: a.auth, identityToken: a.identityToken, registryToken: a.registryToken };
+    const reply = await backends.pullImage({ image, ...(auth === undefined ? {} : { auth }) }, 60 * 60 * 1000);
+    return { imageRef: reply.imageId };
+  };
+}
+
+/** ListImages: every image, or those the filter's image names (by id, tag or digest). */
+export function createListImagesHandler(backends: Backends) {
+  return async (request: criV1.ListImagesRequest): Promise<criV1.ListImagesResponse> => {
+    const store = backends.images;
+    if (request.filter?.image?.image) {
+      const one = await findImage(store, request.filter.image, normalise);
+      return { images: one === undefined ? [] : [await toCriImage(store, one)] };
+    }
+    return { images: await Promise.all((await store.listImages()).map((r) => toCriImage(store, r))) };
+  };
+}
+
+/** ImageStatus: the image, or no image (not an error) when it is not there. */
+export function createImageStatusHandler(backends: Backends) {
+  return async (request: criV1.ImageStatusRequest): Promise<criV1.ImageStatusResponse> => {
+    const record = await findImage(backends.images, request.image, normalise);
+    if (record === undefined) return { image: undefined, info: {} };
+    const info: Record<string, string> = request.verbose ? { info: JSON.stringify({ manifestDigest: record.manifestDigest, topChainId: record.topChainId, names: record.names, createdAt: record.createdAt }) } : {};
+    return { image: await toCriImage(backends.images, record), info };
+  };
+}
+
+/**
+ * RemoveImage: by id removes the image; by a tag or digest removes that name
+ * only (the image goes with its last name). Removing what is not there
+ * succeeds, as the kubelet expects.
+ */
+export function createRemoveImageHandler(backends: Backends) {
+  return async (request: criV1.RemoveImageRequest): Promise<criV1.RemoveImageResponse> => {
+    const image = request.image?.image ?? '';
+    const record = await findImage(backends.images, request.image, normalise);
+    if (record === undefined) return {};
+    const byName = record.names.find((n) => n.name === image || (() => { try { return n.name === normalise(image); } catch { return false; } })());
+    if (byName !== undefined && record.names.length > 1) await backends.images.removeImageName(byName.name);
+    else await backends.images.deleteImage(record.id);
+    return {};
+  };
+}
+
+/** ImageFsInfo: the store's filesystem with the bytes and inodes of content and snapshots. */
+export function createImageFsInfoHandler(backends: Backends) {
+  return async (): Promise<criV1.ImageFsInfoResponse> => {
+    const u = await backends.images.fsUsage();
+    const timestamp = BigInt(u.timestamp.getTime()) * 1_000_000n;
+    const usage = (bytes: number, inodes: number): criV1.FilesystemUsage => ({ timestamp, fsId: { mountpoint: u.mountpoint }, usedBytes: { value: BigInt(bytes) }, inodesUsed: { value: BigInt(inodes) } });
+    return {
+      imageFilesystems: [usage(u.content.bytes + u.snapshots.bytes, u.content.inodes + u.snapshots.inodes)],
+      containerFilesystems: [],
+    };
+  };
+}

@@ -1,0 +1,268 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { Readable } from 'node:stream';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+import { FailedPreconditionError, InvalidArgumentError, isCategory, NotFoundError, UnavailableError } from '@berth/errors';
+import type { Logger } from '@berth/observability';
+import { formatReference, parseReference, RegistryClient, repositoryName, type ImageReference, type RegistryClientOptions, type RegistryCredentials } from '@berth/registry';
+import { layerCompression, MediaType, nodePlatform, parseDigest, sha256Digest, type Descriptor, type ImageConfig, type ImageIndex, type ImageManifest, type Platform } from '@berth/spec';
+import { gcRefContentPrefix, gcRefSnapshot, type Store } from '@berth/store-api';
+import { applyLayer } from './unpack.js';
+
+export interface PullOptions {
+  auth?: RegistryCredentials;
+}
+
+export interface PullResult {
+  /** The image id: its config digest. */
+  imageId: string;
+  repoDigest: string;
+  repoTag?: string;
+}
+
+export interface PullerOptions extends RegistryClientOptions {
+  store: Store;
+  logger: Logger;
+  /** Layers downloaded at once. */
+  concurrency?: number;
+  maxUncompressedLayerBytes?: number;
+  platform?: Platform;
+}
+
+/** The chain IDs of a layer stack: each names a layer together with everything under it. */
+export function chainIds(diffIds: string[]): string[] {
+  const out: string[] = [];
+  for (const d of diffIds) {
+    const prev = out[out.length - 1];
+    out.push(prev === undefined ? d : `sha256:${createHash('sha256').update(`${prev} ${d}`).digest('hex')}`);
+  }
+  return out;
+}
+
+function parseJson<T>(bytes: Buffer, what: string): T {
+  try {
+    return JSON.parse(bytes.toString('utf8')) as T;
+  } catch {
+    throw new FailedPreconditionError(`${what} is not valid JSON`);
+  }
+}
+
+function checkDescriptor(d: Descriptor | undefined, what: string): Descriptor {
+  if (d === undefined || typeof d !== 'object') throw new FailedPreconditionError(`${what}: missing descriptor`);
+  parseDigest(String(d.digest));
+  if (!Number.isSafeInteger(d.size) || d.size < 0) throw new FailedPreconditionError(`${what}: invalid size`);
+  if (typeof d.mediaType !== 'string') throw new FailedPreconditionError(`${what}: missing media type`);
+  return d;
+}
+
+/** Picks this node's manifest from an index: same os and architecture, variant when both name one. */
+export function selectPlatform(index: ImageIndex, platform: Platform): Descriptor {
+  const candidates = (index.manifests ?? []).filter((m) => m.platform?.os === platform.os && m.platform?.architecture === platform.architecture);
+  const exact = candidates.find((m) => platform.variant === undefined || m.platform?.variant === undefined || m.platform.variant === platform.variant);
+  if (exact === undefined) throw new NotFoundError(`no manifest for ${platform.os}/${platform.architecture}${platform.variant ? `/${platform.variant}` : ''} in the index`);
+  return checkDescriptor(exact, 'index entry');
+}
+
+/**
+ * Pulls images into the store: resolves the reference, picks this node's
+ * platform, downloads the config and layers (several at once, straight into
+ * the store's verified ingest) and unpacks each layer into an overlay
+ * snapshot as soon as it and its parent are ready, checking each diff ID.
+ * A lease protects everything until the image record exists. The same blob
+ * or layer asked for by another pull (in this process or another replica)
+ * is waited for, not fetched twice.
+ */
+export class Puller {
+  private readonly inflight = new Map<string, Promise<PullResult>>();
+
+  constructor(private readonly options: PullerOptions) {}
+
+  pull(image: string, options: PullOptions = {}): Promise<PullResult> {
+    const ref = parseReference(image);
+    const key = formatReference(ref);
+    const running = this.inflight.get(key);
+    if (running) return running;
+    const p = this.doPull(ref, options).finally(() => this.inflight.delete(key));
+    this.inflight.set(key, p);
+    return p;
+  }
+
+  private async doPull(ref: ImageReference, options: PullOptions): Promise<PullResult> {
+    const { store, logger } = this.options;
+    const client = new RegistryClient(ref.domain, options.auth, this.options);
+    const started = Date.now();
+    const top = await client.manifest(ref, ref.digest ?? ref.tag ?? 'latest');
+    const lease = await store.createLease({ expiresAt: new Date(Date.now() + 6 * 3600 * 1000), labels: { image: formatReference(ref) } });
+    try {
+      let manifestBytes = top.bytes;
+      let manifestDigest = top.digest;
+      let doc = parseJson<{ schemaVersion?: number; mediaType?: string; manifests?: unknown; config?: unknown; layers?: unknown }>(top.bytes, 'manifest');
+      if (doc.schemaVersion === 1) throw new FailedPreconditionError('image manifest schema 1 is not supported; rebuild or re-push the image with a current tool');
+      const isIndex = Array.isArray(doc.manifests) && doc.config === undefined && doc.layers === undefined;
+      const mediaType = doc.mediaType ?? top.mediaType;
+      if (isIndex) {
+        if (mediaType !== MediaType.ociIndex && mediaType !== MediaType.dockerManifestList && mediaType !== '') throw new FailedPreconditionError(`index with media type ${mediaType}`);
+        await this.putBlob(top.bytes, top.digest, lease.id, {});
+        const chosen = selectPlatform(doc as ImageIndex, this.options.platform ?? nodePlatform());
+        const m = await client.manifest(ref, chosen.digest);
+        if (m.digest !== chosen.digest) throw new FailedPreconditionError('manifest digest does not match the index');
+        manifestBytes = m.bytes;
+        manifestDigest = m.digest;
+        doc = parseJson(m.bytes, 'manifest');
+        if (Array.isArray(doc.manifests)) throw new FailedPreconditionError('an index entry points at another index');
+      } else if (mediaType !== MediaType.ociManifest && mediaType !== MediaType.dockerManifest && mediaType !== '') {
+        throw new FailedPreconditionError(`unsupported manifest media type ${mediaType}`);
+      }
+      const manifest = doc as ImageManifest;
+      if (manifest.schemaVersion !== 2 || !Array.isArray(manifest.layers)) throw new FailedPreconditionError('not an image manifest');
+      const configDesc = checkDescriptor(manifest.config, 'config');
+      if (configDesc.size > 8 * 1024 * 1024) throw new FailedPreconditionError('image config larger than 8 MiB');
+      const layers = manifest.layers.map((l, i) => checkDescriptor(l, `layer ${i}`));
+      for (const l of layers) if (layerCompression(l.mediaType) === undefined) throw new FailedPreconditionError(`unsupported layer media type ${l.mediaType}`);
+
+      await this.fetchBlob(client, ref, configDesc, lease.id, {});
+      const config = parseJson<ImageConfig>(await this.readBlob(configDesc.digest), 'image config');
+      const diffIds = config.rootfs?.diff_ids;
+      if (!Array.isArray(diffIds) || diffIds.length !== layers.length) throw new FailedPreconditionError(`image config lists ${Array.isArray(diffIds) ? diffIds.length : 0} diff IDs for ${layers.length} layers`);
+      for (const d of diffIds) parseDigest(d);
+      const chain = chainIds(diffIds);
+
+      // Downloads run ahead (bounded); unpacking follows in order.
+      const limit = this.options.concurrency ?? 4;
+      const downloads: Array<Promise<void>> = [];
+      let running = 0;
+      const queue: Array<() => void> = [];
+      const slot = async <T>(fn: () => Promise<T>): Promise<T> => {
+        if (running >= limit) await new Promise<void>((r) => queue.push(r));
+        running += 1;
+        try {
+          return await fn();
+        } finally {
+          running -= 1;
+          queue.shift()?.();
+        }
+      };
+      for (const [i, layer] of layers.entries()) downloads.push(slot(() => this.fetchBlob(client, ref, layer, lease.id, { [gcRefSnapshot]: chain[i]! })));
+      downloads.forEach((d) => d.catch(() => undefined));
+      for (const [i, layer] of layers.entries()) {
+        await downloads[i];
+        await this.unpack(layer, diffIds[i]!, chain[i]!, i === 0 ? undefined : chain[i - 1], lease.id);
+      }
+
+      const labels: Record<string, string> = { [`${gcRefContentPrefix}0`]: configDesc.digest };
+      layers.forEach((l, i) => (labels[`${gcRefContentPrefix}${i + 1}`] = l.digest));
+      await this.putBlob(manifestBytes, manifestDigest, lease.id, labels);
+      const repoDigest = `${repositoryName(ref)}@${manifestDigest}`;
+      const repoTag = ref.tag === undefined ? undefined : `${repositoryName(ref)}:${ref.tag}`;
+      const existing = await store.getImage(configDesc.digest).catch(() => undefined);
+      const names = new Map((existing?.names ?? []).map((n) => [n.name, n]));
+      names.set(repoDigest, { name: repoDigest, kind: 'digest' });
+      if (repoTag) names.set(repoTag, { name: repoTag, kind: 'tag' });
+      const size = configDesc.size + layers.reduce((a, l) => a + l.size, 0);
+      await store.putImage({ id: configDesc.digest, manifestDigest, size, topChainId: chain[chain.length - 1] ?? '', pinned: existing?.pinned ?? false, names: [...names.values()] });
+      logger.info({ image: formatReference(ref), id: configDesc.digest, layers: layers.length, ms: Date.now() - started }, 'pulled');
+      return { imageId: configDesc.digest, repoDigest, ...(repoTag ? { repoTag } : {}) };
+    } finally {
+      await store.deleteLease(lease.id).catch(() => undefined);
+    }
+  }
+
+  private async readBlob(digest: string): Promise<Buffer> {
+    const chunks: Buffer[] = [];
+    for await (const c of this.options.store.content.read(digest)) chunks.push(Buffer.from(c));
+    return Buffer.concat(chunks);
+  }
+
+  private async putBlob(bytes: Buffer, digest: string, leaseId: string, labels: Record<string, string>): Promise<void> {
+    if (sha256Digest(bytes) !== digest) throw new FailedPreconditionError(`content does not match ${digest}`);
+    const { store } = this.options;
+    try {
+      const w = await store.content.writer({ ref: `put-${digest}`, expectedDigest: digest, expectedSize: bytes.length, leaseId, labels });
+      await w.write(bytes);
+      await w.commit();
+    } catch (err) {
+      if (!isCategory(err, 'already-exists')) throw err;
+      await store.addLeaseResource(leaseId, { kind: 'blob', ref: digest });
+      await store.content.updateLabels(digest, { ...(await store.content.info(digest)).labels, ...labels });
+    }
+  }
+
+  /**
+   * Puts one blob into the store, verified: skipped when already there,
+   * waited for when another pull holds its ingest, resumed with Range after a
+   * broken download (three attempts).
+   */
+  private async fetchBlob(client: RegistryClient, ref: ImageReference, desc: Descriptor, leaseId: string, labels: Record<string, string>): Promise<void> {
+    const { store } = this.options;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const info = await store.content.info(desc.digest);
+        if (info.size !== desc.size) throw new FailedPreconditionError(`blob ${desc.digest} is ${info.size} bytes in the store, the manifest says ${desc.size}`);
+        await store.addLeaseResource(leaseId, { kind: 'blob', ref: desc.digest });
+        if (Object.keys(labels).length > 0) await store.content.updateLabels(desc.digest, { ...info.labels, ...labels });
+        return;
+      } catch (err) {
+        if (!isCategory(err, 'not-found')) throw err;
+      }
+      let writer;
+      try {
+        writer = await store.content.writer({ ref: `pull-${desc.digest}`, expectedDigest: desc.digest, expectedSize: desc.size, leaseId, labels });
+      } catch (err) {
+        if (isCategory(err, 'already-exists')) continue;
+        if (isCategory(err, 'unavailable') && /in progress/.test((err as Error).message)) {
+          // Another pull is fetching it: wait for it to land.
+          await new Promise((r) => setTimeout(r, 100));
+          continue;
+        }
+        throw err;
+      }
+      try {
+        const res = await client.blob(ref, desc.digest, writer.offset());
+        if (res.status === 200 && writer.offset() > 0) {
+          // The registry ignored the range: start over.
+          await writer.abort();
+          writer = await store.content.writer({ ref: `pull-${desc.digest}`, expectedDigest: desc.digest, expectedSize: desc.size, leaseId, labels });
+        }
+        for await (const chunk of Readable.fromWeb(res.body as WebReadableStream<Uint8Array>)) await writer.write(chunk as Buffer);
+        await writer.commit();
+        return;
+      } catch (err) {
+        await writer.close().catch(() => undefined);
+        const retryable = isCategory(err, 'unavailable') || isCategory(err, 'deadline-exceeded') || (err instanceof Error && !('category' in err));
+        if (!retryable || attempt >= 2) throw err instanceof Error && 'category' in err ? err : new UnavailableError(`download ${desc.digest}: ${(err as Error).message}`, { cause: err });
+        this.options.logger.warn({ digest: desc.digest, attempt, err: (err as Error).message }, 'blob download failed; resuming');
+        await new Promise((r) => setTimeout(r, 200 * 2 ** attempt));
+      }
+    }
+  }
+
+  private async unpack(layer: Descriptor, diffId: string, chainId: string, parent: string | undefined, leaseId: string): Promise<void> {
+    const { store } = this.options;
+    for (;;) {
+      try {
+        await store.snapshots.stat(chainId);
+        await store.addLeaseResource(leaseId, { kind: 'snapshot', ref: chainId });
+        return; // already unpacked
+      } catch (err) {
+        if (!isCategory(err, 'not-found')) throw err;
+      }
+      const key = `extract-${chainId.slice(7, 27)}-${randomUUID()}`;
+      const mounts = await store.snapshots.prepare(key, parent, { leaseId });
+      try {
+        const m = mounts[0]!;
+        const upper = m.type === 'bind' ? m.source : m.options.find((o) => o.startsWith('upperdir='))?.slice('upperdir='.length);
+        if (upper === undefined) throw new InvalidArgumentError('the store gave no writable directory');
+        const compression = layerCompression(layer.mediaType) ?? 'none';
+        const blob = Readable.from(store.content.read(layer.digest));
+        const result = await applyLayer(blob, upper, { compression, maxUncompressedBytes: this.options.maxUncompressedLayerBytes ?? 64 * 1024 ** 3 });
+        if (result.diffId !== diffId) throw new FailedPreconditionError(`layer ${layer.digest} unpacks to ${result.diffId}, but the config says ${diffId}`);
+        await store.snapshots.commit(chainId, key, { leaseId });
+        return;
+      } catch (err) {
+        await store.snapshots.remove(key).catch(() => undefined);
+        if (isCategory(err, 'already-exists')) continue; // another pull committed it first
+        throw err;
+      }
+    }
+  }
+}
+

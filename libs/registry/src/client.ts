@@ -1,0 +1,213 @@
+import { DeadlineExceededError, FailedPreconditionError, InvalidArgumentError, NotFoundError, PermissionDeniedError, UnavailableError } from '@berth/errors';
+import { sha256Digest } from '@berth/spec';
+import type { ImageReference } from './reference.js';
+
+/** Credentials for one registry, as the CRI's AuthConfig carries them. */
+export interface RegistryCredentials {
+  username?: string;
+  password?: string;
+  /** base64("user:password") */
+  auth?: string;
+  identityToken?: string;
+  /** A bearer token to send as is. */
+  registryToken?: string;
+}
+
+export interface RegistryClientOptions {
+  /** Hosts reached over plain http (besides localhost and loopback addresses, which always are). */
+  insecureHosts?: string[];
+  /** Gives up on a request that sends no bytes for this long. */
+  progressTimeoutMs?: number;
+  /** Largest manifest or index accepted. */
+  maxManifestBytes?: number;
+}
+
+const manifestAccept = [
+  'application/vnd.oci.image.index.v1+json',
+  'application/vnd.oci.image.manifest.v1+json',
+  'application/vnd.docker.distribution.manifest.list.v2+json',
+  'application/vnd.docker.distribution.manifest.v2+json',
+  'application/vnd.docker.distribution.manifest.v1+prettyjws;q=0.1',
+].join(', ');
+
+interface Challenge {
+  scheme: 'basic' | 'bearer';
+  params: Record<string, string>;
+}
+
+/** Parses a WWW-Authenticate header: `Bearer realm="…",service="…",scope="…"` or `Basic realm="…"`. */
+export function parseChallenge(header: string | null): Challenge | undefined {
+  if (header === null) return undefined;
+  const m = /^\s*(\w+)\s*(.*)$/s.exec(header);
+  if (m === null) return undefined;
+  const scheme = m[1]!.toLowerCase();
+  if (scheme !== 'basic' && scheme !== 'bearer') return undefined;
+  const params: Record<string, string> = {};
+  for (const p of (m[2] ?? '').matchAll(/(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))/g)) params[p[1]!.toLowerCase()] = (p[2] ?? p[3] ?? '').replace(/\\(.)/g, '$1');
+  return { scheme, params };
+}
+
+function isLoopback(host: string): boolean {
+  const name = host.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
+  return name === 'localhost' || name === '::1' || /^127\./.test(name);
+}
+
+/**
+ * A client of one registry (OCI distribution API), with the
+ * WWW-Authenticate challenge flow (basic, and bearer tokens scoped per
+ * repository and cached until they expire). Credentials are only ever sent to
+ * the registry host itself: redirects (to a blob CDN, say) are followed
+ * without them.
+ */
+export class RegistryClient {
+  private readonly base: string;
+  private readonly tokens = new Map<string, { token: string; expires: number }>();
+  private authorization: string | undefined;
+
+  constructor(
+    readonly host: string,
+    private readonly credentials: RegistryCredentials | undefined,
+    private readonly options: RegistryClientOptions = {},
+  ) {
+    const plain = isLoopback(host) || (options.insecureHosts ?? []).includes(host);
+    this.base = `${plain ? 'http' : 'https'}://${host}`;
+    if (credentials?.registryToken) this.authorization = `Bearer ${credentials.registryToken}`;
+  }
+
+  private basic(): string | undefined {
+    const c = this.credentials;
+    if (c?.auth) return `Basic ${c.auth}`;
+    if (c?.username !== undefined && c.username !== '') return `Basic ${Buffer.from(`${c.username}:${c.password ?? ''}`).toString('base64')}`;
+    return undefined;
+  }
+
+  private async token(challenge: Challenge, scope: string): Promise<string> {
+    const realm = challenge.params['realm'];
+    if (realm === undefined) throw new PermissionDeniedError(`${this.host}: bearer challenge without a realm`);
+    const url = new URL(realm);
+    if (challenge.params['service']) url.searchParams.set('service', challenge.params['service']);
+    url.searchParams.set('scope', challenge.params['scope'] ?? scope);
+    const key = url.toString();
+    const cached = this.tokens.get(key);
+    if (cached && cached.expires > Date.now()) return cached.token;
+    const headers: Record<string, string> = {};
+    const basic = this.basic();
+    if (basic) headers['authorization'] = basic;
+    let res: Response;
+    if (this.credentials?.identityToken) {
+      const body = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: this.credentials.identityToken, service: challenge.params['service'] ?? '', scope: url.searchParams.get('scope') ?? scope, client_id: 'berth' });
+      res = await this.send(realm, { method: 'POST', body, headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+    } else {
+      res = await this.send(key, { headers });
+    }
+    if (res.status === 401 || res.status === 403) throw new PermissionDeniedError(`${this.host}: the token server refused the credentials (${res.status})`);
+    if (!res.ok) throw new UnavailableError(`${this.host}: token server answered ${res.status}`);
+    const json = (await res.json()) as { token?: string; access_token?: string; expires_in?: number };
+    const token = json.token ?? json.access_token;
+    if (typeof token !== 'string' || token === '') throw new UnavailableError(`${this.host}: the token server sent no token`);
+    const ttl = Math.max(60, Number(json.expires_in ?? 60));
+    this.tokens.set(key, { token, expires: Date.now() + (ttl - 10) * 1000 });
+    return token;
+  }
+
+  private async send(url: string, init: RequestInit): Promise<Response> {
+    try {
+      return await fetch(url, { ...init, redirect: 'manual', signal: AbortSignal.timeout(this.options.progressTimeoutMs ?? 60_000) });
+    } catch (err) {
+      if ((err as Error).name === 'TimeoutError') throw new DeadlineExceededError(`${url}: no answer in time`, { cause: err });
+      throw new UnavailableError(`${new URL(url).host}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  /**
+   * A GET against this registry with authentication and manual redirects:
+   * a redirect elsewhere is followed without credentials.
+   */
+  async get(path: string, repository: string, headers: Record<string, string> = {}, signal?: AbortSignal): Promise<Response> {
+    const scope = `repository:${repository}:pull`;
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const h: Record<string, string> = { ...headers };
+      if (this.authorization) h['authorization'] = this.authorization;
+      let res: Response;
+      try {
+        res = await fetch(`${this.base}${path}`, { headers: h, redirect: 'manual', ...(signal ? { signal } : {}) });
+      } catch (err) {
+        throw new UnavailableError(`${this.host}: ${(err as Error).message}`, { cause: err });
+      }
+      if (res.status === 401 && attempt === 0) {
+        await res.body?.cancel();
+        const challenge = parseChallenge(res.headers.get('www-authenticate'));
+        if (challenge?.scheme === 'bearer') this.authorization = `Bearer ${await this.token(challenge, scope)}`;
+        else if (challenge?.scheme === 'basic' && this.basic()) this.authorization = this.basic();
+        else throw new PermissionDeniedError(`${this.host}: authentication required for ${repository}`);
+        continue;
+      }
+      let hops = 0;
+      while (res.status >= 300 && res.status < 400 && res.headers.get('location') !== null && hops++ < 5) {
+        const next = new URL(res.headers.get('location')!, res.url || `${this.base}${path}`);
+        await res.body?.cancel();
+        const sameHost = next.host === this.host;
+        const rh: Record<string, string> = { ...headers };
+        if (sameHost && this.authorization) rh['authorization'] = this.authorization;
+        res = await fetch(next, { headers: rh, redirect: 'manual', ...(signal ? { signal } : {}) });
+      }
+      if (res.status === 401 || res.status === 403) {
+        await res.body?.cancel();
+        throw new PermissionDeniedError(`${this.host}: access to ${repository} denied (${res.status})`);
+      }
+      return res;
+    }
+    throw new PermissionDeniedError(`${this.host}: authentication failed for ${repository}`);
+  }
+
+  /**
+   * Fetches a manifest or index by tag or digest, reading at most
+   * maxManifestBytes, and returns its bytes with their digest. When the
+   * reference is a digest, the bytes must hash to it.
+   */
+  async manifest(ref: ImageReference, reference: string): Promise<{ bytes: Buffer; digest: string; mediaType: string }> {
+    const res = await this.get(`/v2/${ref.path}/manifests/${reference}`, ref.path, { accept: manifestAccept });
+    if (res.status === 404) {
+      await res.body?.cancel();
+      throw new NotFoundError(`${this.host}/${ref.path}:${reference}: not found`);
+    }
+    if (!res.ok) {
+      await res.body?.cancel();
+      throw new UnavailableError(`${this.host}: manifest request answered ${res.status}`);
+    }
+    const limit = this.options.maxManifestBytes ?? 4 * 1024 * 1024;
+    const declared = Number(res.headers.get('content-length') ?? '0');
+    if (declared > limit) {
+      await res.body?.cancel();
+      throw new FailedPreconditionError(`${this.host}/${ref.path}: manifest of ${declared} bytes is larger than the ${limit} allowed`);
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of res.body ?? []) {
+      size += (chunk as Uint8Array).length;
+      if (size > limit) throw new FailedPreconditionError(`${this.host}/${ref.path}: manifest larger than the ${limit} bytes allowed`);
+      chunks.push(Buffer.from(chunk as Uint8Array));
+    }
+    const bytes = Buffer.concat(chunks);
+    const digest = sha256Digest(bytes);
+    if (reference.includes(':') && reference.startsWith('sha256:') && digest !== reference) {
+      throw new FailedPreconditionError(`${this.host}/${ref.path}: manifest content hashes to ${digest}, not the ${reference} asked for`);
+    }
+    return { bytes, digest, mediaType: (res.headers.get('content-type') ?? '').split(';')[0]!.trim() };
+  }
+
+  /** Starts a blob download, from `offset` when resuming (Range). */
+  async blob(ref: ImageReference, digest: string, offset = 0, signal?: AbortSignal): Promise<Response> {
+    if (!/^sha256:[0-9a-f]{64}$/.test(digest)) throw new InvalidArgumentError(`invalid blob digest ${JSON.stringify(digest.slice(0, 80))}`);
+    const res = await this.get(`/v2/${ref.path}/blobs/${digest}`, ref.path, offset > 0 ? { range: `bytes=${offset}-` } : {}, signal);
+    if (res.status === 404) {
+      await res.body?.cancel();
+      throw new NotFoundError(`${this.host}/${ref.path}: blob ${digest} not found`);
+    }
+    if (!(res.status === 200 || (offset > 0 && res.status === 206))) {
+      await res.body?.cancel();
+      throw new UnavailableError(`${this.host}: blob request answered ${res.status}`);
+    }
+    return res;
+  }
+}

@@ -1,0 +1,4 @@
+export { formatReference, parseReference, repositoryName } from './reference.js';
+export type { ImageReference } from './reference.js';
+export { parseChallenge, RegistryClient } from './client.js';
+export type { RegistryClientOptions, RegistryCredentials } from './client.js';
