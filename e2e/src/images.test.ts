@@ -129,6 +129,21 @@ describe('pulling from a registry', () => {
     assert.equal(existsSync(join(stack.dir, 'escaped')), false);
   });
 
+  test('berthctl pulls, lists, inspects and reports image filesystem usage', async () => {
+    const { execFile } = await import('node:child_process');
+    const { promisify } = await import('node:util');
+    const ctl = (...args: string[]) => promisify(execFile)(process.execPath, [join(import.meta.dirname, '../../apps/berthctl/dist/main.js'), '-r', stack.socket, ...args]);
+    assert.match((await ctl('pull', name())).stdout, new RegExp(`Image is up to date for ${image.configDigest}`));
+    const table = (await ctl('images')).stdout;
+    assert.match(table, /^IMAGE\s+TAG\s+IMAGE ID\s+SIZE$/m);
+    assert.match(table, new RegExp(`^${registry.host}/test/busybox\\s+v1\\s+${image.configDigest.slice(7, 20)}\\s`, 'm'));
+    const inspected = JSON.parse((await ctl('inspecti', name())).stdout) as { status: { id: string }; info: { info: { manifestDigest: string } } };
+    assert.equal(inspected.status.id, image.configDigest);
+    assert.equal(inspected.info.info.manifestDigest, image.manifestDigest);
+    const fs = JSON.parse((await ctl('imagefsinfo')).stdout) as { imageFilesystems: Array<{ usedBytes: { value: string } }> };
+    assert.ok(Number(fs.imageFilesystems[0]?.usedBytes.value) > 0);
+  });
+
   test('RemoveImage by tag, then by id; removing again succeeds', async () => {
     const spec = (image: string) => ({ image, annotations: {}, userSpecifiedImage: '', runtimeHandler: '', imageRef: '' });
     await stack.cri.image.removeImage({ image: spec(name()) });

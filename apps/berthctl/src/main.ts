@@ -3,7 +3,7 @@
 import { parseArgs } from 'node:util';
 import { BerthError } from '@berth/errors';
 import { berthVersion } from '@berth/config';
-import { infoCommand, versionCommand } from './commands.js';
+import { imageFsInfoCommand, imagesCommand, infoCommand, inspectImageCommand, pullCommand, removeImagesCommand, versionCommand } from './commands.js';
 import { connectCri, defaultSocket } from '@berth/client';
 
 const usage = `usage: berthctl [--runtime-endpoint PATH] [--timeout SECONDS] COMMAND
@@ -11,6 +11,11 @@ const usage = `usage: berthctl [--runtime-endpoint PATH] [--timeout SECONDS] COM
 Commands:
   version [-o text|json]   the runtime's name and versions
   info                     the runtime's status conditions and service details
+  pull IMAGE [--creds U:P] pull an image
+  images [-o text|json]    list images
+  inspecti IMAGE           an image's status
+  rmi IMAGE...             remove images (by id, tag or digest)
+  imagefsinfo              usage of the image filesystem
 
 The endpoint defaults to $BERTH_SOCKET or ${defaultSocket}.
 `;
@@ -24,6 +29,7 @@ async function main(argv: string[]): Promise<number> {
       timeout: { type: 'string', short: 't', default: '30' },
       output: { type: 'string', short: 'o', default: 'text' },
       help: { type: 'boolean', short: 'h' },
+      creds: { type: 'string' },
     },
   });
   const [command] = positionals;
@@ -44,6 +50,23 @@ async function main(argv: string[]): Promise<number> {
         return 0;
       case 'info':
         await infoCommand(cri, out);
+        return 0;
+      case 'pull':
+        if (positionals[1] === undefined) throw new Error('pull needs an image');
+        await pullCommand(cri, out, positionals[1], values.creds);
+        return 0;
+      case 'images':
+        await imagesCommand(cri, out, values.output === 'json' ? 'json' : 'text');
+        return 0;
+      case 'inspecti':
+        if (positionals[1] === undefined) throw new Error('inspecti needs an image');
+        return await inspectImageCommand(cri, out, positionals[1]);
+      case 'rmi':
+        if (positionals.length < 2) throw new Error('rmi needs at least one image');
+        await removeImagesCommand(cri, out, positionals.slice(1));
+        return 0;
+      case 'imagefsinfo':
+        await imageFsInfoCommand(cri, out);
         return 0;
       default:
         process.stderr.write(`berthctl: unknown command ${JSON.stringify(command)}\n${usage}`);
