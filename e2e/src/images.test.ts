@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { isCategory } from '@berth/errors';
 import { buildImage, pushImage, type BuiltImage, type LayerEntry } from '@berth/oci';
 import { RemoteStore } from '@berth/store-api';
-import { busyboxRootfs, startRegistry, startStack, type RegistryHandle, type StackHandle } from '@berth/testing';
+import { busyboxRootfs, startRegistry, startStack, startTokenServer, type RegistryHandle, type StackHandle, type TokenServerHandle } from '@berth/testing';
 
 let stack: StackHandle;
 let registry: RegistryHandle;
@@ -152,5 +152,48 @@ describe('pulling from a registry', () => {
     await stack.cri.image.removeImage({ image: spec(image.configDigest) });
     assert.equal((await stack.cri.image.imageStatus({ image: spec(image.configDigest), verbose: false })).image, undefined);
     await stack.cri.image.removeImage({ image: spec(image.configDigest) });
+  });
+});
+
+describe('registry authentication', () => {
+  let basic: RegistryHandle;
+  let tokens: TokenServerHandle;
+  let bearer: RegistryHandle;
+  let small: BuiltImage;
+  const credentials = { username: 'alice', password: 's3cret' };
+  const spec = (image: string) => ({ image, annotations: {}, userSpecifiedImage: '', runtimeHandler: '', imageRef: '' });
+  const auth = (username: string, password: string) => ({ username, password, auth: '', serverAddress: '', identityToken: '', registryToken: '' });
+
+  before(async () => {
+    small = await buildImage({ layers: [[{ type: 'file', path: '/hello', content: 'auth' }]] });
+    basic = await startRegistry({ basicAuth: credentials });
+    await pushImage(basic.url, 'private/app', 'v1', small, { authorization: `Basic ${Buffer.from('alice:s3cret').toString('base64')}` });
+    tokens = await startTokenServer({ alice: 's3cret' });
+    bearer = await startRegistry({ tokenAuth: tokens });
+    await pushImage(bearer.url, 'private/app', 'v1', small, { authorization: `Bearer ${tokens.mint('private/app', ['pull', 'push'])}` });
+  });
+  after(async () => {
+    await basic?.stop();
+    await bearer?.stop();
+    await tokens?.stop();
+  });
+
+  test('basic auth: refused without credentials or with wrong ones, pulled with the right ones', async () => {
+    const image = `${basic.host}/private/app:v1`;
+    await assert.rejects(stack.cri.image.pullImage({ image: spec(image), auth: undefined, sandboxConfig: undefined }), (e: Error) => isCategory(e, 'permission-denied'));
+    await assert.rejects(stack.cri.image.pullImage({ image: spec(image), auth: auth('alice', 'wrong'), sandboxConfig: undefined }), (e: Error) => isCategory(e, 'permission-denied'));
+    const { imageRef } = await stack.cri.image.pullImage({ image: spec(image), auth: auth('alice', 's3cret'), sandboxConfig: undefined });
+    assert.equal(imageRef, small.configDigest);
+    await stack.cri.image.removeImage({ image: spec(image) });
+  });
+
+  test('bearer tokens: the challenge is followed with a scoped token request', async () => {
+    const image = `${bearer.host}/private/app:v1`;
+    await assert.rejects(stack.cri.image.pullImage({ image: spec(image), auth: undefined, sandboxConfig: undefined }), (e: Error) => isCategory(e, 'permission-denied'));
+    await assert.rejects(stack.cri.image.pullImage({ image: spec(image), auth: auth('alice', 'nope'), sandboxConfig: undefined }), (e: Error) => isCategory(e, 'permission-denied'));
+    const { imageRef } = await stack.cri.image.pullImage({ image: spec(image), auth: auth('alice', 's3cret'), sandboxConfig: undefined });
+    assert.equal(imageRef, small.configDigest);
+    assert.ok(tokens.requests.some((r) => r.user === 'alice' && r.scope === 'repository:private/app:pull'), JSON.stringify(tokens.requests));
+    await stack.cri.image.removeImage({ image: spec(image) });
   });
 });

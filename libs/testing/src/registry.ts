@@ -1,8 +1,9 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freeLoopbackPort } from '@berth/bus';
+import type { TokenServerHandle } from './token-server.js';
 
 export interface RegistryHandle {
   /** Base URL, e.g. http://127.0.0.1:40123. */
@@ -17,14 +18,32 @@ export interface RegistryHandle {
  * Starts a throwaway OCI registry (Debian's docker-registry) on a free
  * loopback port with its storage in a temp dir; resolves once /v2/ answers.
  */
-export async function startRegistry(binary = '/usr/bin/docker-registry'): Promise<RegistryHandle> {
+export interface RegistryOptions {
+  binary?: string;
+  /** Require HTTP basic auth with this user (an htpasswd file made with `htpasswd -B`). */
+  basicAuth?: { username: string; password: string };
+  /** Require bearer tokens from this token server. */
+  tokenAuth?: TokenServerHandle;
+}
+
+export async function startRegistry(options: RegistryOptions = {}): Promise<RegistryHandle> {
   const dir = await mkdtemp(join(tmpdir(), 'berth-registry-'));
   const port = await freeLoopbackPort();
   const config = join(dir, 'config.yml');
+  const auth: string[] = [];
+  if (options.basicAuth !== undefined) {
+    const htpasswd = join(dir, 'htpasswd');
+    await writeFile(htpasswd, execFileSync('htpasswd', ['-Bbn', options.basicAuth.username, options.basicAuth.password], { encoding: 'utf8' }));
+    auth.push('auth:', '  htpasswd:', '    realm: berth-test', `    path: ${htpasswd}`);
+  } else if (options.tokenAuth !== undefined) {
+    const t = options.tokenAuth;
+    auth.push('auth:', '  token:', `    realm: ${t.realm}`, `    service: ${t.service}`, `    issuer: ${t.issuer}`, `    rootcertbundle: ${t.certPath}`);
+  }
   await writeFile(
     config,
-    ['version: 0.1', 'log:', '  level: error', '  accesslog:', '    disabled: true', 'storage:', '  filesystem:', `    rootdirectory: ${join(dir, 'data')}`, '  delete:', '    enabled: true', 'http:', `  addr: 127.0.0.1:${port}`, ''].join('\n'),
+    ['version: 0.1', 'log:', '  level: error', '  accesslog:', '    disabled: true', 'storage:', '  filesystem:', `    rootdirectory: ${join(dir, 'data')}`, '  delete:', '    enabled: true', 'http:', `  addr: 127.0.0.1:${port}`, ...auth, ''].join('\n'),
   );
+  const binary = options.binary ?? '/usr/bin/docker-registry';
   const child = spawn(binary, ['serve', config], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr?.on('data', (c: Buffer) => (stderr = (stderr + c.toString()).slice(-2000)));
@@ -33,7 +52,8 @@ export async function startRegistry(binary = '/usr/bin/docker-registry'): Promis
   for (;;) {
     if (child.exitCode !== null) throw new Error(`docker-registry exited: ${stderr}`);
     try {
-      if ((await fetch(`${url}/v2/`)).status === 200) break;
+      const status = (await fetch(`${url}/v2/`)).status;
+      if (status === 200 || status === 401) break;
     } catch {
       // not listening yet
     }
