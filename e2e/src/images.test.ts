@@ -2,13 +2,14 @@
 // docker-registry, with the unpacked layers checked on disk.
 import { strict as assert } from 'node:assert';
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { isCategory } from '@berth/errors';
 import { buildImage, pushImage, type BuiltImage, type LayerEntry } from '@berth/oci';
 import { RemoteStore } from '@berth/store-api';
-import { busyboxRootfs, startRegistry, startStack, startTokenServer, type RegistryHandle, type StackHandle, type TokenServerHandle } from '@berth/testing';
+import { busyboxRootfs, startFakeRegistry, startRegistry, startStack, startTokenServer, type FakeRegistryHandle, type RegistryHandle, type StackHandle, type TokenServerHandle } from '@berth/testing';
 
 let stack: StackHandle;
 let registry: RegistryHandle;
@@ -39,7 +40,7 @@ before(async () => {
   registry = await startRegistry();
   image = await buildImage({ layers: [lower, upper], config: { Cmd: ['/bin/sh'], Env: ['PATH=/bin'], User: '1000:1000' } });
   await pushImage(registry.url, 'test/busybox', 'v1', image);
-  stack = await startStack();
+  stack = await startStack({ extraConfig: '[image]\nprogressTimeoutSeconds = 2\n' });
   store = new RemoteStore(`unix://${join(stack.dir, 'run/internal/store.sock')}`);
 });
 after(async () => {
@@ -195,5 +196,104 @@ describe('registry authentication', () => {
     assert.equal(imageRef, small.configDigest);
     assert.ok(tokens.requests.some((r) => r.user === 'alice' && r.scope === 'repository:private/app:pull'), JSON.stringify(tokens.requests));
     await stack.cri.image.removeImage({ image: spec(image) });
+  });
+});
+
+describe('hostile registries', () => {
+  let fake: FakeRegistryHandle;
+  let good: BuiltImage;
+  const spec = (image: string) => ({ image, annotations: {}, userSpecifiedImage: '', runtimeHandler: '', imageRef: '' });
+  const pull = (repo: string) => stack.cri.image.pullImage({ image: spec(`${fake.host}/${repo}:v1`), auth: undefined, sandboxConfig: undefined });
+  const ociManifest = 'application/vnd.oci.image.manifest.v1+json';
+  let flakyServed = false;
+
+  before(async () => {
+    // Random bytes do not compress: the layer blob is large enough to break off part-way.
+    good = await buildImage({ layers: [[{ type: 'file', path: '/data', content: randomBytes(256 * 1024) }]] });
+    const layer = good.manifest.layers[0]!;
+    const layerBytes = good.blobs.get(layer.digest)!;
+    const manifestFor = (body: object, type = ociManifest) => (res: import('node:http').ServerResponse) => res.writeHead(200, { 'content-type': type }).end(JSON.stringify(body));
+    fake = await startFakeRegistry([
+      async (req, res) => {
+        const m = /^\/v2\/([a-z]+)\/(manifests|blobs)\/(.+)$/.exec(req.url ?? '');
+        if (m === null) return false;
+        const [, repo, kind, reference] = m;
+        if (kind === 'manifests') {
+          if (repo === 'confused') manifestFor({ schemaVersion: 2, manifests: [], layers: [] })(res);
+          else if (repo === 'claims') manifestFor({ ...good.manifest, mediaType: 'application/vnd.oci.image.index.v1+json' }, 'application/vnd.oci.image.index.v1+json')(res);
+          else if (repo === 'huge') res.writeHead(200, { 'content-type': ociManifest }).end(Buffer.alloc(5 * 1024 * 1024, 32));
+          else if (repo === 'schemaone') manifestFor({ schemaVersion: 1, name: 'x', fsLayers: [] }, 'application/vnd.docker.distribution.manifest.v1+prettyjws')(res);
+          else res.writeHead(200, { 'content-type': ociManifest }).end(good.manifestBytes);
+          return true;
+        }
+        const bytes = good.blobs.get(reference!);
+        if (bytes === undefined) return false;
+        if (reference !== layer.digest || repo === 'fine') {
+          res.writeHead(200, { 'content-length': bytes.length }).end(bytes);
+          return true;
+        }
+        if (repo === 'garbage') {
+          res.writeHead(200, { 'content-length': layerBytes.length }).end(Buffer.alloc(layerBytes.length, 1));
+        } else if (repo === 'stall') {
+          res.writeHead(200, { 'content-length': layerBytes.length });
+          res.write(layerBytes.subarray(0, 1000)); // then nothing
+        } else if (repo === 'reset') {
+          res.writeHead(200, { 'content-length': layerBytes.length });
+          res.write(layerBytes.subarray(0, 5000), () => req.socket.destroy());
+        } else if (repo === 'flaky') {
+          const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
+          if (!flakyServed) {
+            flakyServed = true;
+            res.writeHead(200, { 'content-length': layerBytes.length });
+            res.write(layerBytes.subarray(0, 100_000), () => req.socket.destroy());
+          } else if (range !== null) {
+            const from = Number(range[1]);
+            res.writeHead(206, { 'content-length': layerBytes.length - from, 'content-range': `bytes ${from}-${layerBytes.length - 1}/${layerBytes.length}` }).end(layerBytes.subarray(from));
+          } else res.writeHead(200, { 'content-length': layerBytes.length }).end(layerBytes);
+        }
+        return true;
+      },
+    ]);
+  });
+  after(async () => {
+    await fake?.stop();
+  });
+
+  const nothingLeft = async () => {
+    await assert.rejects(store.getImage(good.configDigest), (e: Error) => isCategory(e, 'not-found'));
+    assert.ok(!(await store.snapshots.list()).some((s) => s.kind === 'active'), 'no half-unpacked snapshot');
+  };
+
+  test('manifest/index confusion, schema 1 and oversized manifests are refused', async () => {
+    await assert.rejects(pull('confused'), (e: Error) => isCategory(e, 'failed-precondition') && /neither clearly a manifest nor an index/.test(e.message));
+    await assert.rejects(pull('claims'), (e: Error) => isCategory(e, 'failed-precondition') && /claims the media type/.test(e.message));
+    await assert.rejects(pull('schemaone'), (e: Error) => isCategory(e, 'failed-precondition') && /schema 1/.test(e.message));
+    await assert.rejects(pull('huge'), (e: Error) => isCategory(e, 'failed-precondition') && /larger than/.test(e.message));
+    await nothingLeft();
+  });
+
+  test('a blob that does not match its digest is refused', async () => {
+    await assert.rejects(pull('garbage'), (e: Error) => isCategory(e, 'failed-precondition') && /digest mismatch/.test(e.message));
+    await assert.rejects(store.content.info(good.manifest.layers[0]!.digest), (e: Error) => isCategory(e, 'not-found'), 'the wrong bytes were not kept');
+    await nothingLeft();
+  });
+
+  test('a registry that stalls fails the pull within the progress timeout', async () => {
+    const started = Date.now();
+    await assert.rejects(pull('stall'), (e: Error) => isCategory(e, 'deadline-exceeded') && /no bytes for 2 s/.test(e.message));
+    assert.ok(Date.now() - started < 20_000);
+    await nothingLeft();
+  });
+
+  test('a registry that keeps resetting the connection fails cleanly', async () => {
+    await assert.rejects(pull('reset'), (e: Error) => isCategory(e, 'unavailable'));
+    await nothingLeft();
+  });
+
+  test('a download broken once resumes with a Range request and completes', async () => {
+    const { imageRef } = await pull('flaky');
+    assert.equal(imageRef, good.configDigest);
+    assert.ok(fake.log.some((l) => /\/v2\/flaky\/blobs\/.* bytes=\d+-$/.test(l)), fake.log.join('\n'));
+    await stack.cri.image.removeImage({ image: spec(good.configDigest) });
   });
 });

@@ -20,8 +20,12 @@ async function waitForCri(socket: string, timeoutMs: number): Promise<void> {
   try {
     for (;;) {
       try {
-        await client.version({ version: '' });
-        return;
+        // Serving means every service answers, not only the CRI frontend.
+        const status = await client.status({ verbose: false });
+        const ready = status.status?.conditions.find((c) => c.type === 'RuntimeReady');
+        if (ready?.status === true) return;
+        if (Date.now() > deadline) throw new Error(`the runtime is not ready: ${ready?.message ?? 'no RuntimeReady condition'}`);
+        await new Promise((r) => setTimeout(r, 100));
       } catch (err) {
         if (Date.now() > deadline) throw err;
         await new Promise((r) => setTimeout(r, 100));

@@ -13,7 +13,15 @@ await runDaemon({
     const replica = `${hostname()}-${process.pid}`;
     const store = new RemoteStore(`unix://${internalSocket(ctx.config, 'store')}`, { timeoutMs: 30 * 60 * 1000 });
     ctx.onShutdown(() => store.close());
-    const puller = new Puller({ store, logger: ctx.logger });
+    const c = ctx.config.image;
+    const puller = new Puller({
+      store,
+      logger: ctx.logger,
+      concurrency: c.concurrency,
+      progressTimeoutMs: c.progressTimeoutSeconds * 1000,
+      insecureHosts: c.insecureRegistries,
+      maxUncompressedLayerBytes: c.maxLayerBytes,
+    });
     const info = ctx.bus.serve(subjects.imageInfo, async () => ({ version: ctx.version, pid: process.pid, replica }), { queue: imageQueueGroup });
     const pull = ctx.bus.serve(subjects.imagePull, (request) => puller.pull(request.image, request.auth === undefined ? {} : { auth: request.auth }), { queue: imageQueueGroup });
     ctx.onShutdown(() => {

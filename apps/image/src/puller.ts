@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
-import { FailedPreconditionError, InvalidArgumentError, isCategory, NotFoundError, UnavailableError } from '@berth/errors';
+import { DeadlineExceededError, FailedPreconditionError, InvalidArgumentError, isCategory, NotFoundError, UnavailableError } from '@berth/errors';
 import type { Logger } from '@berth/observability';
 import { formatReference, parseReference, RegistryClient, repositoryName, type ImageReference, type RegistryClientOptions, type RegistryCredentials } from '@berth/registry';
 import { layerCompression, MediaType, nodePlatform, parseDigest, sha256Digest, type Descriptor, type ImageConfig, type ImageIndex, type ImageManifest, type Platform } from '@berth/spec';
@@ -54,6 +54,25 @@ function checkDescriptor(d: Descriptor | undefined, what: string): Descriptor {
   return d;
 }
 
+const indexTypes = new Set<string>([MediaType.ociIndex, MediaType.dockerManifestList]);
+const manifestTypes = new Set<string>([MediaType.ociManifest, MediaType.dockerManifest]);
+
+/**
+ * Whether a document is an index or a manifest, from its structure, checked
+ * against the media type it claims: a document that has both shapes, or
+ * whose shape and media type disagree, is refused (manifest/index confusion).
+ */
+export function classify(doc: { manifests?: unknown; config?: unknown; layers?: unknown }, mediaType: string): 'index' | 'manifest' {
+  const looksIndex = Array.isArray(doc.manifests);
+  const looksManifest = doc.config !== undefined || doc.layers !== undefined;
+  if (looksIndex === looksManifest) throw new FailedPreconditionError('the document is neither clearly a manifest nor an index');
+  const kind = looksIndex ? 'index' : 'manifest';
+  if (mediaType !== '' && (kind === 'index' ? !indexTypes.has(mediaType) : !manifestTypes.has(mediaType))) {
+    throw new FailedPreconditionError(`a ${kind} that claims the media type ${mediaType}`);
+  }
+  return kind;
+}
+
 /** Picks this node's manifest from an index: same os and architecture, variant when both name one. */
 export function selectPlatform(index: ImageIndex, platform: Platform): Descriptor {
   const candidates = (index.manifests ?? []).filter((m) => m.platform?.os === platform.os && m.platform?.architecture === platform.architecture);
@@ -97,10 +116,9 @@ export class Puller {
       let manifestDigest = top.digest;
       let doc = parseJson<{ schemaVersion?: number; mediaType?: string; manifests?: unknown; config?: unknown; layers?: unknown }>(top.bytes, 'manifest');
       if (doc.schemaVersion === 1) throw new FailedPreconditionError('image manifest schema 1 is not supported; rebuild or re-push the image with a current tool');
-      const isIndex = Array.isArray(doc.manifests) && doc.config === undefined && doc.layers === undefined;
       const mediaType = doc.mediaType ?? top.mediaType;
+      const isIndex = classify(doc, mediaType) === 'index';
       if (isIndex) {
-        if (mediaType !== MediaType.ociIndex && mediaType !== MediaType.dockerManifestList && mediaType !== '') throw new FailedPreconditionError(`index with media type ${mediaType}`);
         await this.putBlob(top.bytes, top.digest, lease.id, {});
         const chosen = selectPlatform(doc as ImageIndex, this.options.platform ?? nodePlatform());
         const m = await client.manifest(ref, chosen.digest);
@@ -108,9 +126,7 @@ export class Puller {
         manifestBytes = m.bytes;
         manifestDigest = m.digest;
         doc = parseJson(m.bytes, 'manifest');
-        if (Array.isArray(doc.manifests)) throw new FailedPreconditionError('an index entry points at another index');
-      } else if (mediaType !== MediaType.ociManifest && mediaType !== MediaType.dockerManifest && mediaType !== '') {
-        throw new FailedPreconditionError(`unsupported manifest media type ${mediaType}`);
+        if (classify(doc, doc.mediaType ?? m.mediaType) !== 'manifest') throw new FailedPreconditionError('an index entry points at another index');
       }
       const manifest = doc as ImageManifest;
       if (manifest.schemaVersion !== 2 || !Array.isArray(manifest.layers)) throw new FailedPreconditionError('not an image manifest');
@@ -216,13 +232,27 @@ export class Puller {
         throw err;
       }
       try {
-        const res = await client.blob(ref, desc.digest, writer.offset());
+        const stall = new AbortController();
+        const stallMs = this.options.progressTimeoutMs ?? 60_000;
+        let timer = setTimeout(() => stall.abort(), stallMs);
+        const res = await client.blob(ref, desc.digest, writer.offset(), stall.signal);
         if (res.status === 200 && writer.offset() > 0) {
           // The registry ignored the range: start over.
           await writer.abort();
           writer = await store.content.writer({ ref: `pull-${desc.digest}`, expectedDigest: desc.digest, expectedSize: desc.size, leaseId, labels });
         }
-        for await (const chunk of Readable.fromWeb(res.body as WebReadableStream<Uint8Array>)) await writer.write(chunk as Buffer);
+        try {
+          for await (const chunk of Readable.fromWeb(res.body as WebReadableStream<Uint8Array>)) {
+            clearTimeout(timer);
+            timer = setTimeout(() => stall.abort(), stallMs);
+            await writer.write(chunk as Buffer);
+          }
+        } catch (err) {
+          if (stall.signal.aborted) throw new DeadlineExceededError(`download ${desc.digest}: no bytes for ${stallMs / 1000} s`, { cause: err });
+          throw err;
+        } finally {
+          clearTimeout(timer);
+        }
         await writer.commit();
         return;
       } catch (err) {

@@ -47,6 +47,14 @@ export const configSchema = z
       .object({
         /** How many image-service processes berthd runs; they share pulls through one NATS queue group. */
         replicas: z.number().int().min(1).max(64).default(1),
+        /** Layers one pull downloads at once. */
+        concurrency: z.number().int().min(1).max(64).default(4),
+        /** A download that receives no bytes for this long fails. */
+        progressTimeoutSeconds: z.number().positive().max(3600).default(60),
+        /** Registry hosts (host:port) reached over plain http; loopback hosts always are. */
+        insecureRegistries: z.array(z.string()).default([]),
+        /** Largest size a layer may decompress to (a decompression bomb stops here). */
+        maxLayerBytes: z.number().int().positive().default(64 * 1024 ** 3),
       })
       .strict()
       .prefault({}),

@@ -132,6 +132,7 @@ export class RegistryClient {
       try {
         res = await fetch(`${this.base}${path}`, { headers: h, redirect: 'manual', ...(signal ? { signal } : {}) });
       } catch (err) {
+        if ((err as Error).name === 'TimeoutError') throw new DeadlineExceededError(`${this.host}: no answer in time`, { cause: err });
         throw new UnavailableError(`${this.host}: ${(err as Error).message}`, { cause: err });
       }
       if (res.status === 401 && attempt === 0) {
@@ -166,7 +167,7 @@ export class RegistryClient {
    * reference is a digest, the bytes must hash to it.
    */
   async manifest(ref: ImageReference, reference: string): Promise<{ bytes: Buffer; digest: string; mediaType: string }> {
-    const res = await this.get(`/v2/${ref.path}/manifests/${reference}`, ref.path, { accept: manifestAccept });
+    const res = await this.get(`/v2/${ref.path}/manifests/${reference}`, ref.path, { accept: manifestAccept }, AbortSignal.timeout(this.options.progressTimeoutMs ?? 60_000));
     if (res.status === 404) {
       await res.body?.cancel();
       throw new NotFoundError(`${this.host}/${ref.path}:${reference}: not found`);

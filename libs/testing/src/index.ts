@@ -2,6 +2,8 @@ export { busyboxBinary, busyboxRootfs, sharedLibraries } from './busybox.js';
 export { startRegistry } from './registry.js';
 export type { RegistryHandle, RegistryOptions } from './registry.js';
 export { startTokenServer } from './token-server.js';
+export { startFakeRegistry } from './fake-registry.js';
+export type { FakeRegistryHandle, FakeRoute } from './fake-registry.js';
 export type { TokenServerHandle } from './token-server.js';
 export { startStack } from './stack.js';
 export type { StackHandle, StackOptions, StackService } from './stack.js';
