@@ -3,6 +3,7 @@
 import { strict as assert } from 'node:assert';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import type { ServerResponse } from 'node:http';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -212,7 +213,7 @@ describe('hostile registries', () => {
     good = await buildImage({ layers: [[{ type: 'file', path: '/data', content: randomBytes(256 * 1024) }]] });
     const layer = good.manifest.layers[0]!;
     const layerBytes = good.blobs.get(layer.digest)!;
-    const manifestFor = (body: object, type = ociManifest) => (res: import('node:http').ServerResponse) => res.writeHead(200, { 'content-type': type }).end(JSON.stringify(body));
+    const manifestFor = (body: object, type = ociManifest) => (res: ServerResponse) => res.writeHead(200, { 'content-type': type }).end(JSON.stringify(body));
     fake = await startFakeRegistry([
       async (req, res) => {
         const m = /^\/v2\/([a-z]+)\/(manifests|blobs)\/(.+)$/.exec(req.url ?? '');
