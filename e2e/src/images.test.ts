@@ -8,7 +8,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } 
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { isCategory } from '@berth/errors';
-import { buildImage, pushImage, type BuiltImage, type LayerEntry } from '@berth/oci';
+import { buildImage, pushBlobs, pushImage, pushManifest, type BuiltImage, type LayerEntry } from '@berth/oci';
 import { RemoteStore } from '@berth/store-api';
 import { busyboxRootfs, startFakeRegistry, startRegistry, startStack, startTokenServer, type FakeRegistryHandle, type RegistryHandle, type StackHandle, type TokenServerHandle } from '@berth/testing';
 
@@ -157,6 +157,37 @@ describe('pulling from a registry', () => {
   });
 });
 
+describe('multi-architecture images', () => {
+  test('an index resolves to the manifest of this node\'s platform', async () => {
+    const { nodePlatform } = await import('@berth/spec');
+    const here = nodePlatform();
+    const other = here.architecture === 'arm64' ? { os: 'linux', architecture: 'amd64' } : { os: 'linux', architecture: 'arm64', variant: 'v8' };
+    const mine = await buildImage({ layers: [[{ type: 'file', path: '/arch', content: here.architecture }]], platform: here });
+    const theirs = await buildImage({ layers: [[{ type: 'file', path: '/arch', content: other.architecture }]], platform: other });
+    for (const img of [mine, theirs]) {
+      await pushBlobs(registry.url, 'test/multi', [...img.blobs].filter(([d]) => d !== img.manifestDigest));
+      await pushManifest(registry.url, 'test/multi', img.manifestDigest, img.manifestBytes, 'application/vnd.oci.image.manifest.v1+json');
+    }
+    const index = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: 'application/vnd.oci.image.index.v1+json',
+        manifests: [
+          { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: theirs.manifestDigest, size: theirs.manifestBytes.length, platform: other },
+          { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: mine.manifestDigest, size: mine.manifestBytes.length, platform: here },
+        ],
+      }),
+    );
+    await pushManifest(registry.url, 'test/multi', 'v1', index, 'application/vnd.oci.image.index.v1+json');
+    const spec = { image: `${registry.host}/test/multi:v1`, annotations: {}, userSpecifiedImage: '', runtimeHandler: '', imageRef: '' };
+    const { imageRef } = await stack.cri.image.pullImage({ image: spec, auth: undefined, sandboxConfig: undefined });
+    assert.equal(imageRef, mine.configDigest);
+    const status = await stack.cri.image.imageStatus({ image: spec, verbose: false });
+    assert.deepEqual(status.image?.repoDigests, [`${registry.host}/test/multi@${mine.manifestDigest}`]);
+    await stack.cri.image.removeImage({ image: { ...spec, image: imageRef } });
+  });
+});
+
 describe('registry authentication', () => {
   let basic: RegistryHandle;
   let tokens: TokenServerHandle;
@@ -289,6 +320,15 @@ describe('hostile registries', () => {
   test('a registry that keeps resetting the connection fails cleanly', async () => {
     await assert.rejects(pull('reset'), (e: Error) => isCategory(e, 'unavailable'));
     await nothingLeft();
+  });
+
+  test('concurrent pulls of one image fetch each blob once', async () => {
+    const before = fake.log.length;
+    const results = await Promise.all(Array.from({ length: 10 }, () => pull('fine')));
+    assert.ok(results.every((r) => r.imageRef === good.configDigest));
+    const blobGets = fake.log.slice(before).filter((l) => l.startsWith('GET /v2/fine/blobs/'));
+    assert.equal(blobGets.length, 2, blobGets.join('\n'));
+    await stack.cri.image.removeImage({ image: spec(good.configDigest) });
   });
 
   test('a download broken once resumes with a Range request and completes', async () => {
