@@ -97,6 +97,21 @@ describe('pulling from a registry', () => {
     });
   });
 
+  test('a zstd-compressed image pulls and unpacks', async () => {
+    const zimage = await buildImage({ layers: [lower.filter((e) => e.path.startsWith('/bin') || e.path.startsWith('/lib') || e.path.startsWith('/usr')), [{ type: 'file', path: '/zstd-was-here', content: 'yes' }]], compression: 'zstd' });
+    assert.equal(zimage.manifest.layers[0]?.mediaType, 'application/vnd.oci.image.layer.v1.tar+zstd');
+    await pushImage(registry.url, 'test/zstd', 'v1', zimage);
+    const spec = { image: `${registry.host}/test/zstd:v1`, annotations: {}, userSpecifiedImage: '', runtimeHandler: '', imageRef: '' };
+    const { imageRef } = await stack.cri.image.pullImage({ image: spec, auth: undefined, sandboxConfig: undefined });
+    assert.equal(imageRef, zimage.configDigest);
+    const record = await store.getImage(imageRef);
+    await withView(record.topChainId, (root) => {
+      assert.equal(readFileSync(join(root, 'zstd-was-here'), 'utf8'), 'yes');
+      assert.equal(execFileSync('chroot', [root, '/bin/echo', 'zstd'], { encoding: 'utf8' }), 'zstd\n');
+    });
+    await stack.cri.image.removeImage({ image: { ...spec, image: imageRef } });
+  });
+
   test('ImageStatus finds the image by tag, digest and id; an unknown image is no image, not an error', async () => {
     const spec = (image: string) => ({ image, annotations: {}, userSpecifiedImage: '', runtimeHandler: '', imageRef: '' });
     for (const ref of [name(), `${registry.host}/test/busybox@${image.manifestDigest}`, image.configDigest]) {

@@ -34,6 +34,19 @@ test('a gzip layer unpacks, and its diff ID is the digest of the uncompressed ta
   assert.equal(lstatSync(join(root, 'a/f')).mode & 0o777, 0o640);
 });
 
+test('a zstd layer unpacks to the same diff ID as the uncompressed tar', async () => {
+  const root = join(base, String(n++));
+  const { mkdirSync } = await import('node:fs');
+  const { execFileSync } = await import('node:child_process');
+  mkdirSync(root);
+  const tar = await tarLayer([{ type: 'file', path: '/z', content: 'zstd!'.repeat(1000) }]);
+  const blob = execFileSync('zstd', ['-q', '-c'], { input: tar });
+  const result = await applyLayer(Readable.from([blob]), root, { compression: 'zstd', maxUncompressedBytes: 1 << 30 });
+  assert.equal(result.diffId, sha256Digest(tar));
+  assert.equal(readFileSync(join(root, 'z'), 'utf8'), 'zstd!'.repeat(1000));
+  await assert.rejects(applyLayer(Readable.from([Buffer.from('not zstd at all')]), join(base, 'x'), { compression: 'zstd', maxUncompressedBytes: 1 << 30 }), (e: Error) => isCategory(e, 'failed-precondition'));
+});
+
 test('whiteouts become overlay whiteouts and opaque markers the opaque xattr', async () => {
   const { root } = await apply([{ type: 'dir', path: '/d' }, { type: 'file', path: '/d/.wh.gone' }, { type: 'file', path: '/d/.wh..wh..opq' }]);
   const st = lstatSync(join(root, 'd/gone'));

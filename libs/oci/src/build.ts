@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { gzipSync } from 'node:zlib';
 import { pack, type Header } from 'tar-stream';
@@ -68,8 +69,8 @@ export interface BuildImageOptions {
   layers: LayerEntry[][];
   config?: ImageRuntimeConfig;
   platform?: Platform;
-  /** Compress layers with gzip (the default) or store them uncompressed. */
-  compression?: 'gzip' | 'none';
+  /** Compress layers with gzip (the default), zstd (Debian's zstd tool) or not at all. */
+  compression?: 'gzip' | 'zstd' | 'none';
   created?: string;
 }
 
@@ -82,10 +83,12 @@ export async function buildImage(options: BuildImageOptions): Promise<BuiltImage
   for (const entries of options.layers) {
     const tar = await tarLayer(entries);
     diffIds.push(sha256Digest(tar));
-    const blob = options.compression === 'none' ? tar : gzipSync(tar);
+    const compression = options.compression ?? 'gzip';
+    const blob = compression === 'none' ? tar : compression === 'zstd' ? execFileSync('zstd', ['-q', '-c'], { input: tar, maxBuffer: 1 << 30 }) : gzipSync(tar);
     const digest = sha256Digest(blob);
     blobs.set(digest, blob);
-    layers.push({ mediaType: options.compression === 'none' ? MediaType.ociLayer : MediaType.ociLayerGzip, digest, size: blob.length });
+    const mediaType = compression === 'none' ? MediaType.ociLayer : compression === 'zstd' ? MediaType.ociLayerZstd : MediaType.ociLayerGzip;
+    layers.push({ mediaType, digest, size: blob.length });
   }
   const config: ImageConfig = {
     created: options.created ?? epoch.toISOString(),
