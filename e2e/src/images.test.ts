@@ -4,7 +4,7 @@ import { strict as assert } from 'node:assert';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { isCategory } from '@berth/errors';
@@ -41,7 +41,11 @@ before(async () => {
   registry = await startRegistry();
   image = await buildImage({ layers: [lower, upper], config: { Cmd: ['/bin/sh'], Env: ['PATH=/bin'], User: '1000:1000' } });
   await pushImage(registry.url, 'test/busybox', 'v1', image);
-  stack = await startStack({ extraConfig: '[image]\nprogressTimeoutSeconds = 2\n' });
+  // A mirror: registry.example.test (which does not resolve) is served by the local registry.
+  const hostsDir = mkdtempSync('/tmp/berth-hosts-');
+  mkdirSync(join(hostsDir, 'registry.example.test'));
+  writeFileSync(join(hostsDir, 'registry.example.test', 'hosts.toml'), `server = "https://registry.example.test"\n\n[host."http://${registry.host}"]\ncapabilities = ["pull", "resolve"]\n`);
+  stack = await startStack({ extraConfig: `[image]\nprogressTimeoutSeconds = 2\nhostsDir = "${hostsDir}"\n` });
   store = new RemoteStore(`unix://${join(stack.dir, 'run/internal/store.sock')}`);
 });
 after(async () => {
@@ -110,6 +114,17 @@ describe('pulling from a registry', () => {
       assert.equal(execFileSync('chroot', [root, '/bin/echo', 'zstd'], { encoding: 'utf8' }), 'zstd\n');
     });
     await stack.cri.image.removeImage({ image: { ...spec, image: imageRef } });
+  });
+
+  test('a mirror serves an upstream name, and the image keeps the upstream name', async () => {
+    const upstream = 'registry.example.test/test/busybox:v1';
+    const spec = { image: upstream, annotations: {}, userSpecifiedImage: '', runtimeHandler: '', imageRef: '' };
+    const { imageRef } = await stack.cri.image.pullImage({ image: spec, auth: undefined, sandboxConfig: undefined });
+    assert.equal(imageRef, image.configDigest);
+    const status = await stack.cri.image.imageStatus({ image: spec, verbose: false });
+    assert.ok(status.image?.repoTags.includes(upstream), JSON.stringify(status.image?.repoTags));
+    assert.ok(status.image?.repoDigests.includes(`registry.example.test/test/busybox@${image.manifestDigest}`));
+    await stack.cri.image.removeImage({ image: spec });
   });
 
   test('ImageStatus finds the image by tag, digest and id; an unknown image is no image, not an error', async () => {
@@ -337,19 +352,23 @@ describe('hostile registries', () => {
     await nothingLeft();
   });
 
-  test('concurrent pulls of one image fetch each blob once', async () => {
-    const before = fake.log.length;
-    const results = await Promise.all(Array.from({ length: 10 }, () => pull('fine')));
-    assert.ok(results.every((r) => r.imageRef === good.configDigest));
-    const blobGets = fake.log.slice(before).filter((l) => l.startsWith('GET /v2/fine/blobs/'));
-    assert.equal(blobGets.length, 2, blobGets.join('\n'));
-    await stack.cri.image.removeImage({ image: spec(good.configDigest) });
-  });
-
   test('a download broken once resumes with a Range request and completes', async () => {
     const { imageRef } = await pull('flaky');
     assert.equal(imageRef, good.configDigest);
     assert.ok(fake.log.some((l) => /\/v2\/flaky\/blobs\/.* bytes=\d+-$/.test(l)), fake.log.join('\n'));
+    await stack.cri.image.removeImage({ image: spec(good.configDigest) });
+  });
+
+  test('concurrent pulls of one image fetch each blob once', async () => {
+    // Start from nothing: removing the image above lets GC take its blobs.
+    const deadline = Date.now() + 10_000;
+    while ((await store.content.list()).some((c) => c.digest === good.configDigest) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    await assert.rejects(store.content.info(good.configDigest), (e: Error) => isCategory(e, 'not-found'));
+    const before = fake.log.length;
+    const results = await Promise.all(Array.from({ length: 10 }, () => pull('fine')));
+    assert.ok(results.every((r) => r.imageRef === good.configDigest));
+    const blobGets = fake.log.slice(before).filter((l) => l.startsWith('GET /v2/fine/blobs/'));
+    assert.equal(blobGets.length, 2, `the config and the layer, each fetched once:\n${blobGets.join('\n')}`);
     await stack.cri.image.removeImage({ image: spec(good.configDigest) });
   });
 });

@@ -20,6 +20,7 @@ await runDaemon({
       concurrency: c.concurrency,
       progressTimeoutMs: c.progressTimeoutSeconds * 1000,
       insecureHosts: c.insecureRegistries,
+      hostsDir: c.hostsDir,
       maxUncompressedLayerBytes: c.maxLayerBytes,
     });
     const info = ctx.bus.serve(subjects.imageInfo, async () => ({ version: ctx.version, pid: process.pid, replica }), { queue: imageQueueGroup });

@@ -3,7 +3,7 @@ import { Readable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { DeadlineExceededError, FailedPreconditionError, InvalidArgumentError, isCategory, NotFoundError, UnavailableError } from '@berth/errors';
 import type { Logger } from '@berth/observability';
-import { formatReference, parseReference, RegistryClient, repositoryName, type ImageReference, type RegistryClientOptions, type RegistryCredentials } from '@berth/registry';
+import { formatReference, parseReference, RegistryClient, repositoryName, resolveEndpoints, type ImageReference, type RegistryClientOptions, type RegistryCredentials } from '@berth/registry';
 import { layerCompression, MediaType, nodePlatform, parseDigest, sha256Digest, type Descriptor, type ImageConfig, type ImageIndex, type ImageManifest, type Platform } from '@berth/spec';
 import { gcRefContentPrefix, gcRefSnapshot, type Store } from '@berth/store-api';
 import { applyLayer } from './unpack.js';
@@ -21,6 +21,8 @@ export interface PullResult {
 
 export interface PullerOptions extends RegistryClientOptions {
   store: Store;
+  /** containerd-style hosts directory: `<dir>/<registry>/hosts.toml` (mirrors). */
+  hostsDir?: string;
   logger: Logger;
   /** Layers downloaded at once. */
   concurrency?: number;
@@ -107,9 +109,8 @@ export class Puller {
 
   private async doPull(ref: ImageReference, options: PullOptions): Promise<PullResult> {
     const { store, logger } = this.options;
-    const client = new RegistryClient(ref.domain, options.auth, this.options);
     const started = Date.now();
-    const top = await client.manifest(ref, ref.digest ?? ref.tag ?? 'latest');
+    const { client, top } = await this.resolve(ref, options.auth);
     const lease = await store.createLease({ expiresAt: new Date(Date.now() + 6 * 3600 * 1000), labels: { image: formatReference(ref) } });
     try {
       let manifestBytes = top.bytes;
@@ -180,6 +181,28 @@ export class Puller {
     } finally {
       await store.deleteLease(lease.id).catch(() => undefined);
     }
+  }
+
+  /**
+   * Tries the mirrors of the reference's registry in order, then the
+   * registry itself; the first endpoint that has the manifest serves the
+   * whole pull. Image names stay the upstream ones.
+   */
+  private async resolve(ref: ImageReference, auth: RegistryCredentials | undefined): Promise<{ client: RegistryClient; top: { bytes: Buffer; digest: string; mediaType: string } }> {
+    const endpoints = resolveEndpoints(ref.domain, this.options.hostsDir, this.options.insecureHosts);
+    let last: unknown;
+    for (const endpoint of endpoints) {
+      const client = new RegistryClient(endpoint, auth, this.options);
+      try {
+        return { client, top: await client.manifest(ref, ref.digest ?? ref.tag ?? 'latest') };
+      } catch (err) {
+        last = err;
+        const fallThrough = isCategory(err, 'not-found') || isCategory(err, 'unavailable') || isCategory(err, 'deadline-exceeded') || (!endpoint.upstream && isCategory(err, 'permission-denied'));
+        if (!fallThrough) throw err;
+        if (!endpoint.upstream) this.options.logger.warn({ mirror: endpoint.host, image: formatReference(ref), err: (err as Error).message }, 'mirror failed; trying the next endpoint');
+      }
+    }
+    throw last;
   }
 
   private async readBlob(digest: string): Promise<Buffer> {

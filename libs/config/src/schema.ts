@@ -51,6 +51,8 @@ export const configSchema = z
         concurrency: z.number().int().min(1).max(64).default(4),
         /** A download that receives no bytes for this long fails. */
         progressTimeoutSeconds: z.number().positive().max(3600).default(60),
+        /** Registry hosts configuration: `<hostsDir>/<registry host>/hosts.toml` lists mirrors (containerd's format). */
+        hostsDir: z.string().default('/etc/berth/certs.d'),
         /** Registry hosts (host:port) reached over plain http; loopback hosts always are. */
         insecureRegistries: z.array(z.string()).default([]),
         /** Largest size a layer may decompress to (a decompression bomb stops here). */

@@ -1,5 +1,6 @@
 import { DeadlineExceededError, FailedPreconditionError, InvalidArgumentError, NotFoundError, PermissionDeniedError, UnavailableError } from '@berth/errors';
 import { sha256Digest } from '@berth/spec';
+import type { RegistryEndpoint } from './hosts.js';
 import type { ImageReference } from './reference.js';
 
 /** Credentials for one registry, as the CRI's AuthConfig carries them. */
@@ -61,17 +62,30 @@ function isLoopback(host: string): boolean {
  */
 export class RegistryClient {
   private readonly base: string;
+  private readonly prefix: string;
   private readonly tokens = new Map<string, { token: string; expires: number }>();
   private authorization: string | undefined;
+  private readonly credentials: RegistryCredentials | undefined;
+  readonly host: string;
 
+  /**
+   * A client of one endpoint. The credentials are used only when the
+   * endpoint is the upstream registry they were given for, never a mirror.
+   */
   constructor(
-    readonly host: string,
-    private readonly credentials: RegistryCredentials | undefined,
+    endpoint: RegistryEndpoint | string,
+    credentials: RegistryCredentials | undefined,
     private readonly options: RegistryClientOptions = {},
   ) {
-    const plain = isLoopback(host) || (options.insecureHosts ?? []).includes(host);
-    this.base = `${plain ? 'http' : 'https'}://${host}`;
-    if (credentials?.registryToken) this.authorization = `Bearer ${credentials.registryToken}`;
+    const e: RegistryEndpoint =
+      typeof endpoint === 'string'
+        ? { host: endpoint, scheme: isLoopback(endpoint) || (options.insecureHosts ?? []).includes(endpoint) ? 'http' : 'https', upstream: true, pathPrefix: '/v2' }
+        : endpoint;
+    this.host = e.host;
+    this.base = `${e.scheme}://${e.host}`;
+    this.prefix = e.pathPrefix;
+    this.credentials = e.upstream ? credentials : undefined;
+    if (this.credentials?.registryToken) this.authorization = `Bearer ${this.credentials.registryToken}`;
   }
 
   private basic(): string | undefined {
@@ -167,7 +181,7 @@ export class RegistryClient {
    * reference is a digest, the bytes must hash to it.
    */
   async manifest(ref: ImageReference, reference: string): Promise<{ bytes: Buffer; digest: string; mediaType: string }> {
-    const res = await this.get(`/v2/${ref.path}/manifests/${reference}`, ref.path, { accept: manifestAccept }, AbortSignal.timeout(this.options.progressTimeoutMs ?? 60_000));
+    const res = await this.get(`${this.prefix}/${ref.path}/manifests/${reference}`, ref.path, { accept: manifestAccept }, AbortSignal.timeout(this.options.progressTimeoutMs ?? 60_000));
     if (res.status === 404) {
       await res.body?.cancel();
       throw new NotFoundError(`${this.host}/${ref.path}:${reference}: not found`);
@@ -200,7 +214,7 @@ export class RegistryClient {
   /** Starts a blob download, from `offset` when resuming (Range). */
   async blob(ref: ImageReference, digest: string, offset = 0, signal?: AbortSignal): Promise<Response> {
     if (!/^sha256:[0-9a-f]{64}$/.test(digest)) throw new InvalidArgumentError(`invalid blob digest ${JSON.stringify(digest.slice(0, 80))}`);
-    const res = await this.get(`/v2/${ref.path}/blobs/${digest}`, ref.path, offset > 0 ? { range: `bytes=${offset}-` } : {}, signal);
+    const res = await this.get(`${this.prefix}/${ref.path}/blobs/${digest}`, ref.path, offset > 0 ? { range: `bytes=${offset}-` } : {}, signal);
     if (res.status === 404) {
       await res.body?.cancel();
       throw new NotFoundError(`${this.host}/${ref.path}: blob ${digest} not found`);
