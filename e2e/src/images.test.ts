@@ -187,6 +187,26 @@ describe('pulling from a registry', () => {
   });
 });
 
+describe('the built-in sandbox image', () => {
+  test('is imported from its OCI layout without any registry', async () => {
+    const spec = { image: 'berth.local/pause:0.1.0', annotations: {}, userSpecifiedImage: '', runtimeHandler: '', imageRef: '' };
+    const deadline = Date.now() + 15_000;
+    let found = (await stack.cri.image.imageStatus({ image: spec, verbose: false })).image;
+    while (found === undefined && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 100));
+      found = (await stack.cri.image.imageStatus({ image: spec, verbose: false })).image;
+    }
+    assert.ok(found, 'imported');
+    assert.deepEqual(found.repoTags, ['berth.local/pause:0.1.0']);
+    assert.equal(found.uid?.value, 65535n);
+    const record = await store.getImage(found.id);
+    await withView(record.topChainId, (root) => {
+      assert.ok(statSync(join(root, 'pause')).isFile());
+      assert.match(execFileSync(join(root, 'pause'), ['--version'], { encoding: 'utf8' }), /^berth-pause /);
+    });
+  });
+});
+
 describe('multi-architecture images', () => {
   test('an index resolves to the manifest of this node\'s platform', async () => {
     const { nodePlatform } = await import('@berth/spec');

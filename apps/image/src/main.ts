@@ -2,7 +2,8 @@
 // any number of replicas share the work through the NATS queue group.
 import { hostname } from 'node:os';
 import { imageQueueGroup, subjects } from '@berth/bus';
-import { internalSocket } from '@berth/config';
+import { join } from 'node:path';
+import { builtinSandboxImage, internalSocket } from '@berth/config';
 import { runDaemon } from '@berth/daemon';
 import { RemoteStore } from '@berth/store-api';
 import { Puller } from './puller.js';
@@ -30,6 +31,27 @@ await runDaemon({
       pull.unsubscribe();
     });
     await ctx.bus.connection.flush();
-    return async () => ({});
+
+    // The built-in sandbox image comes from the OCI layout built at set-up,
+    // so a node needs no registry to run pods. Retried until the store answers.
+    let sandbox: { ok: boolean; message?: string } = { ok: true };
+    if (ctx.config.sandboxImage === '') {
+      const name = builtinSandboxImage(ctx.version);
+      const layout = join(import.meta.dirname, '../../pause/dist/oci');
+      sandbox = { ok: false, message: `importing ${name}` };
+      const importSandbox = async (attempt: number): Promise<void> => {
+        try {
+          const r = await puller.importLayout(layout, name);
+          sandbox = { ok: true };
+          ctx.logger.info({ image: name, id: r.imageId }, 'built-in sandbox image ready');
+        } catch (err) {
+          sandbox = { ok: false, message: `import ${name}: ${(err as Error).message}` };
+          if (attempt === 0 || attempt % 30 === 0) ctx.logger.warn({ err: (err as Error).message }, 'built-in sandbox image not imported yet; retrying');
+          setTimeout(() => void importSandbox(attempt + 1), 1000).unref();
+        }
+      };
+      void importSandbox(0);
+    }
+    return async () => ({ sandboxImage: sandbox });
   },
 });

@@ -6,6 +6,7 @@ import type { Logger } from '@berth/observability';
 import { formatReference, parseReference, RegistryClient, repositoryName, resolveEndpoints, type ImageReference, type RegistryClientOptions, type RegistryCredentials } from '@berth/registry';
 import { layerCompression, MediaType, nodePlatform, parseDigest, sha256Digest, type Descriptor, type ImageConfig, type ImageIndex, type ImageManifest, type Platform } from '@berth/spec';
 import { gcRefContentPrefix, gcRefSnapshot, type Store } from '@berth/store-api';
+import { OciLayoutSource, type ContentSource } from './layout-source.js';
 import { applyLayer } from './unpack.js';
 
 export interface PullOptions {
@@ -99,18 +100,27 @@ export class Puller {
 
   pull(image: string, options: PullOptions = {}): Promise<PullResult> {
     const ref = parseReference(image);
-    const key = formatReference(ref);
+    return this.once(formatReference(ref), () => this.resolve(ref, options.auth).then(({ client, top }) => this.doPull(ref, client, top)));
+  }
+
+  /** Imports the image `name` from an OCI image layout directory: no registry involved. */
+  importLayout(dir: string, name: string): Promise<PullResult> {
+    const ref = parseReference(name);
+    const source = new OciLayoutSource(dir);
+    return this.once(`layout:${formatReference(ref)}`, async () => this.doPull(ref, source, await source.manifest(ref, ref.digest ?? ref.tag ?? 'latest')));
+  }
+
+  private once(key: string, run: () => Promise<PullResult>): Promise<PullResult> {
     const running = this.inflight.get(key);
     if (running) return running;
-    const p = this.doPull(ref, options).finally(() => this.inflight.delete(key));
+    const p = run().finally(() => this.inflight.delete(key));
     this.inflight.set(key, p);
     return p;
   }
 
-  private async doPull(ref: ImageReference, options: PullOptions): Promise<PullResult> {
+  private async doPull(ref: ImageReference, client: ContentSource, top: { bytes: Buffer; digest: string; mediaType: string }): Promise<PullResult> {
     const { store, logger } = this.options;
     const started = Date.now();
-    const { client, top } = await this.resolve(ref, options.auth);
     const lease = await store.createLease({ expiresAt: new Date(Date.now() + 6 * 3600 * 1000), labels: { image: formatReference(ref) } });
     try {
       let manifestBytes = top.bytes;
@@ -230,7 +240,7 @@ export class Puller {
    * waited for when another pull holds its ingest, resumed with Range after a
    * broken download (three attempts).
    */
-  private async fetchBlob(client: RegistryClient, ref: ImageReference, desc: Descriptor, leaseId: string, labels: Record<string, string>): Promise<void> {
+  private async fetchBlob(client: ContentSource, ref: ImageReference, desc: Descriptor, leaseId: string, labels: Record<string, string>): Promise<void> {
     const { store } = this.options;
     for (let attempt = 0; ; attempt++) {
       try {

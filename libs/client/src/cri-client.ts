@@ -16,8 +16,9 @@ export const defaultSocket = '/run/berth/berth.sock';
  */
 export function connectCri(endpoint: string = defaultSocket, timeoutMs = 30_000): CriClient {
   const address = endpoint.startsWith('unix://') ? endpoint : `unix://${endpoint}`;
-  const runtime = createClient(criV1.RuntimeServiceService, address, { timeoutMs });
-  const image = createClient(criV1.ImageServiceService, address, { timeoutMs });
+  // A CRI client asks once: an absent runtime is reported at once, as crictl does.
+  const runtime = createClient(criV1.RuntimeServiceService, address, { timeoutMs, waitForReady: false });
+  const image = createClient(criV1.ImageServiceService, address, { timeoutMs, waitForReady: false });
   return {
     runtime,
     image,

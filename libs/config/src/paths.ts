@@ -7,3 +7,8 @@ export type ServiceName = 'cri' | 'image' | 'store' | 'executor';
 export function internalSocket(config: Pick<BerthConfig, 'runDir'>, service: 'store' | 'executor'): string {
   return join(config.runDir, 'internal', `${service}.sock`);
 }
+
+/** The name of Berth's built-in sandbox (pause) image once imported into the store. */
+export function builtinSandboxImage(version: string): string {
+  return `berth.local/pause:${version}`;
+}

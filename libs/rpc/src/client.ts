@@ -34,14 +34,32 @@ export type PromiseClient<S extends ServiceDefinition> = {
   readonly grpc: Client;
 };
 
+/**
+ * Berth's peers are local processes that restart in well under a second:
+ * reconnect quickly instead of grpc-js's default back-off of up to two minutes.
+ */
+const localChannelOptions = {
+  'grpc.initial_reconnect_backoff_ms': 100,
+  'grpc.min_reconnect_backoff_ms': 100,
+  'grpc.max_reconnect_backoff_ms': 1000,
+};
+
 export interface ClientOpts {
   /** Default deadline for every call; 30 s unless given. */
   timeoutMs?: number;
+  /**
+   * Whether a call waits (until its deadline) for a server that is not
+   * reachable yet. True for Berth's internal clients, whose servers restart
+   * under supervision; an interactive client wants an immediate answer.
+   */
+  waitForReady?: boolean;
   channelOptions?: Partial<ClientOptions>;
 }
 
-function callMetadata(): Metadata {
+function callMetadata(waitForReady: boolean): Metadata {
   const metadata = new Metadata();
+  // A call made while the server restarts waits for it (until its deadline) rather than failing at once.
+  if (waitForReady) metadata.setOptions({ waitForReady: true });
   propagation.inject(context.active(), metadata, metadataSetter);
   return metadata;
 }
@@ -53,8 +71,9 @@ function callMetadata(): Metadata {
  * categories, never gRPC codes. Trace context travels in the metadata.
  */
 export function createClient<S extends ServiceDefinition>(definition: S, address: string, options: ClientOpts = {}): PromiseClient<S> {
-  const client = new Client(address, credentials.createInsecure(), { ...bulkChannelOptions, ...options.channelOptions });
+  const client = new Client(address, credentials.createInsecure(), { ...localChannelOptions, ...bulkChannelOptions, ...options.channelOptions });
   const defaultTimeout = options.timeoutMs ?? 30_000;
+  const waitForReady = options.waitForReady ?? true;
   const result: Record<string, unknown> = {
     close: () => client.close(),
     grpc: client,
@@ -65,7 +84,7 @@ export function createClient<S extends ServiceDefinition>(definition: S, address
     if (!method.requestStream && !method.responseStream) {
       result[name] = (request: unknown, opts?: CallOpts) =>
         new Promise((resolve, reject) => {
-          const call = client.makeUnaryRequest(method.path, method.requestSerialize, method.responseDeserialize, request, callMetadata(), callOptions(opts), (err: ServiceError | null, value?: unknown) => {
+          const call = client.makeUnaryRequest(method.path, method.requestSerialize, method.responseDeserialize, request, callMetadata(waitForReady), callOptions(opts), (err: ServiceError | null, value?: unknown) => {
             if (err) reject(fromGrpcStatus({ code: err.code ?? GrpcStatus.UNKNOWN, details: err.details }, short));
             else resolve(value);
           });
@@ -73,7 +92,7 @@ export function createClient<S extends ServiceDefinition>(definition: S, address
         });
     } else if (!method.requestStream && method.responseStream) {
       result[name] = (request: unknown, opts?: CallOpts) => {
-        const stream = client.makeServerStreamRequest(method.path, method.requestSerialize, method.responseDeserialize, request, callMetadata(), opts?.timeoutMs === undefined ? {} : callOptions(opts));
+        const stream = client.makeServerStreamRequest(method.path, method.requestSerialize, method.responseDeserialize, request, callMetadata(waitForReady), opts?.timeoutMs === undefined ? {} : callOptions(opts));
         opts?.signal?.addEventListener('abort', () => stream.cancel(), { once: true });
         return (async function* () {
           try {
@@ -86,7 +105,7 @@ export function createClient<S extends ServiceDefinition>(definition: S, address
       };
     } else if (method.requestStream && method.responseStream) {
       result[name] = (opts?: CallOpts) => {
-        const stream = client.makeBidiStreamRequest(method.path, method.requestSerialize, method.responseDeserialize, callMetadata(), opts?.timeoutMs === undefined ? {} : callOptions(opts));
+        const stream = client.makeBidiStreamRequest(method.path, method.requestSerialize, method.responseDeserialize, callMetadata(waitForReady), opts?.timeoutMs === undefined ? {} : callOptions(opts));
         opts?.signal?.addEventListener('abort', () => stream.cancel(), { once: true });
         let failure: Error | undefined;
         let ended = false;
