@@ -165,7 +165,9 @@ describe('pulling from a registry', () => {
     const { execFile } = await import('node:child_process');
     const { promisify } = await import('node:util');
     const ctl = (...args: string[]) => promisify(execFile)(process.execPath, [join(import.meta.dirname, '../../apps/berthctl/dist/main.js'), '-r', stack.socket, ...args]);
-    assert.match((await ctl('pull', name())).stdout, new RegExp(`Image is up to date for ${image.configDigest}`));
+    const pulled = await ctl('pull', name());
+    assert.match(pulled.stdout, new RegExp(`Image is up to date for ${image.configDigest}`));
+    for (const layer of image.manifest.layers) assert.match(pulled.stderr, new RegExp(`^${layer.digest.slice(7, 19)}: done`, 'm'), `progress for every layer:\n${pulled.stderr}`);
     const table = (await ctl('images')).stdout;
     assert.match(table, /^IMAGE\s+TAG\s+IMAGE ID\s+SIZE$/m);
     assert.match(table, new RegExp(`^${registry.host}/test/busybox\\s+v1\\s+${image.configDigest.slice(7, 20)}\\s`, 'm'));

@@ -1,4 +1,5 @@
 import type { CriClient } from '@berth/client';
+import type { ProgressWatcher } from './progress.js';
 
 export type Output = (text: string) => void;
 
@@ -30,13 +31,13 @@ export async function infoCommand(cri: CriClient, out: Output): Promise<void> {
 const imageSpec = (image: string) => ({ image, annotations: {}, userSpecifiedImage: '', runtimeHandler: '', imageRef: '' });
 
 /** `berthctl pull IMAGE [--creds user:pass]`: prints the image id, as `crictl pull` does. */
-export async function pullCommand(cri: CriClient, out: Output, image: string, creds?: string): Promise<void> {
+export async function pullCommand(cri: CriClient, out: Output, image: string, creds?: string, progress?: ProgressWatcher): Promise<void> {
   let auth;
   if (creds !== undefined) {
     const colon = creds.indexOf(':');
     auth = { username: colon < 0 ? creds : creds.slice(0, colon), password: colon < 0 ? '' : creds.slice(colon + 1), auth: '', serverAddress: '', identityToken: '', registryToken: '' };
   }
-  const r = await cri.image.pullImage({ image: imageSpec(image), auth, sandboxConfig: undefined });
+  const r = await cri.image.pullImage({ image: imageSpec(image), auth, sandboxConfig: undefined }).finally(() => progress?.stop());
   out(`Image is up to date for ${r.imageRef}\n`);
 }
 

@@ -5,6 +5,7 @@ import { BerthError } from '@berth/errors';
 import { berthVersion } from '@berth/config';
 import { imageFsInfoCommand, imagesCommand, infoCommand, inspectImageCommand, pullCommand, removeImagesCommand, versionCommand } from './commands.js';
 import { connectCri, defaultSocket } from '@berth/client';
+import { natsUrlFor, watchPullProgress } from './progress.js';
 
 const usage = `usage: berthctl [--runtime-endpoint PATH] [--timeout SECONDS] COMMAND
 
@@ -53,7 +54,11 @@ async function main(argv: string[]): Promise<number> {
         return 0;
       case 'pull':
         if (positionals[1] === undefined) throw new Error('pull needs an image');
-        await pullCommand(cri, out, positionals[1], values.creds);
+        {
+          const { formatReference, parseReference } = await import('@berth/registry');
+          const watcher = await watchPullProgress(natsUrlFor(endpoint), formatReference(parseReference(positionals[1])), process.stderr);
+          await pullCommand(cri, out, positionals[1], values.creds, watcher);
+        }
         return 0;
       case 'images':
         await imagesCommand(cri, out, values.output === 'json' ? 'json' : 'text');

@@ -2,7 +2,7 @@
 // nats-server (unless one is configured), then the store, executor, image
 // (N replicas) and CRI services, restarts any that exit, prints the CRI
 // socket once it answers, and stops everything on SIGTERM or Ctrl-C.
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startNatsServer, type NatsServerHandle } from '@berth/bus';
 import { loadConfig } from '@berth/config';
@@ -54,6 +54,8 @@ async function main(): Promise<void> {
     nats = await startNatsServer({ binary: config.nats.binary, port: config.nats.port });
     env['BERTH_NATS__URL'] = nats.url;
     logger.info({ url: nats.url }, 'nats-server started');
+    // Where local tools (berthctl pull's progress) find the bus.
+    writeFileSync(join(config.runDir, 'nats.url'), `${nats.url}\n`, { mode: 0o600 });
   }
 
   const supervisor = new Supervisor(join(config.runDir, 'pids'), logger);

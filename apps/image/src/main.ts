@@ -22,6 +22,7 @@ await runDaemon({
       progressTimeoutMs: c.progressTimeoutSeconds * 1000,
       insecureHosts: c.insecureRegistries,
       hostsDir: c.hostsDir,
+      onProgress: (event) => ctx.bus.publish(subjects.pullProgress, event),
       maxUncompressedLayerBytes: c.maxLayerBytes,
     });
     const info = ctx.bus.serve(subjects.imageInfo, async () => ({ version: ctx.version, pid: process.pid, replica }), { queue: imageQueueGroup });

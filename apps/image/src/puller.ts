@@ -29,6 +29,8 @@ export interface PullerOptions extends RegistryClientOptions {
   concurrency?: number;
   maxUncompressedLayerBytes?: number;
   platform?: Platform;
+  /** Called with per-layer progress (throttled for downloads). */
+  onProgress?: (event: { image: string; layer: string; phase: string; bytes: number; total: number }) => void;
 }
 
 /** The chain IDs of a layer stack: each names a layer together with everything under it. */
@@ -168,11 +170,24 @@ export class Puller {
           queue.shift()?.();
         }
       };
-      for (const [i, layer] of layers.entries()) downloads.push(slot(() => this.fetchBlob(client, ref, layer, lease.id, { [gcRefSnapshot]: chain[i]! })));
+      const image = formatReference(ref);
+      const report = (layer: Descriptor, phase: string, bytes: number): void => this.options.onProgress?.({ image, layer: layer.digest, phase, bytes, total: layer.size });
+      for (const layer of layers) report(layer, 'waiting', 0);
+      for (const [i, layer] of layers.entries()) {
+        let last = 0;
+        const progress = (bytes: number): void => {
+          if (Date.now() - last < 250) return;
+          last = Date.now();
+          report(layer, 'downloading', bytes);
+        };
+        downloads.push(slot(() => this.fetchBlob(client, ref, layer, lease.id, { [gcRefSnapshot]: chain[i]! }, progress).then(() => report(layer, 'downloaded', layer.size))));
+      }
       downloads.forEach((d) => d.catch(() => undefined));
       for (const [i, layer] of layers.entries()) {
         await downloads[i];
+        report(layer, 'unpacking', layer.size);
         await this.unpack(layer, diffIds[i]!, chain[i]!, i === 0 ? undefined : chain[i - 1], lease.id);
+        report(layer, 'done', layer.size);
       }
 
       const labels: Record<string, string> = { [`${gcRefContentPrefix}0`]: configDesc.digest };
@@ -240,7 +255,7 @@ export class Puller {
    * waited for when another pull holds its ingest, resumed with Range after a
    * broken download (three attempts).
    */
-  private async fetchBlob(client: ContentSource, ref: ImageReference, desc: Descriptor, leaseId: string, labels: Record<string, string>): Promise<void> {
+  private async fetchBlob(client: ContentSource, ref: ImageReference, desc: Descriptor, leaseId: string, labels: Record<string, string>, progress?: (bytes: number) => void): Promise<void> {
     const { store } = this.options;
     for (let attempt = 0; ; attempt++) {
       try {
@@ -279,6 +294,7 @@ export class Puller {
             clearTimeout(timer);
             timer = setTimeout(() => stall.abort(), stallMs);
             await writer.write(chunk as Buffer);
+            progress?.(writer.offset());
           }
         } catch (err) {
           if (stall.signal.aborted) throw new DeadlineExceededError(`download ${desc.digest}: no bytes for ${stallMs / 1000} s`, { cause: err });

@@ -60,6 +60,17 @@ export interface PullImageReply {
   repoTag?: string;
 }
 
+/** Progress of one layer of a pull (published at most every 250 ms per layer, and at each phase change). */
+export interface PullProgress {
+  /** The image as asked for. */
+  image: string;
+  layer: string;
+  /** "waiting", "downloading", "downloaded", "unpacking", "done" or "exists". */
+  phase: string;
+  bytes: number;
+  total: number;
+}
+
 /** Queue group shared by every image-service replica. */
 export const imageQueueGroup = 'image';
 
@@ -67,4 +78,5 @@ export const subjects = {
   imageInfo: requestSubject<Record<string, never>, ImageServiceInfo>('berth.image.info'),
   imagePull: requestSubject<PullImageRequest, PullImageReply>('berth.image.pull'),
   serviceStarted: eventSubject<ServiceStarted>('berth.events.service.started'),
+  pullProgress: eventSubject<PullProgress>('berth.events.image.progress'),
 } as const;
