@@ -12,6 +12,8 @@ export interface Backends {
   images: RemoteStore;
   imageInfo(timeoutMs: number): Promise<ImageServiceInfo>;
   pullImage(request: PullImageRequest, timeoutMs: number): Promise<PullImageReply>;
+  /** Calls `onEvent` for each progress event (heartbeats included) of pulls of `image` until the returned function is called. */
+  watchPull(image: string, onEvent: () => void): () => void;
   close(): void;
 }
 
@@ -35,6 +37,12 @@ export function connectBackends(config: BerthConfig, bus: Bus): Backends {
     images,
     imageInfo: (timeoutMs) => bus.request(subjects.imageInfo, {}, { timeoutMs }),
     pullImage: (request, timeoutMs) => bus.request(subjects.imagePull, request, { timeoutMs }),
+    watchPull: (image, onEvent) => {
+      const sub = bus.subscribe(subjects.pullProgress, (e) => {
+        if (e.payload.image === image) onEvent();
+      });
+      return () => sub.unsubscribe();
+    },
     close() {
       store.close();
       executor.close();

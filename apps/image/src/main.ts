@@ -5,6 +5,7 @@ import { imageQueueGroup, subjects } from '@berth/bus';
 import { join } from 'node:path';
 import { builtinSandboxImage, internalSocket } from '@berth/config';
 import { runDaemon } from '@berth/daemon';
+import { formatReference, parseReference } from '@berth/registry';
 import { RemoteStore } from '@berth/store-api';
 import { Puller } from './puller.js';
 
@@ -26,7 +27,21 @@ await runDaemon({
       maxUncompressedLayerBytes: c.maxLayerBytes,
     });
     const info = ctx.bus.serve(subjects.imageInfo, async () => ({ version: ctx.version, pid: process.pid, replica }), { queue: imageQueueGroup });
-    const pull = ctx.bus.serve(subjects.imagePull, (request) => puller.pull(request.image, request.auth === undefined ? {} : { auth: request.auth }), { queue: imageQueueGroup });
+    // While a pull runs, a heartbeat each second tells the CRI frontend this
+    // replica is alive; if it dies, the frontend sees the silence and retries.
+    const pull = ctx.bus.serve(
+      subjects.imagePull,
+      async (request) => {
+        const image = formatReference(parseReference(request.image));
+        const beat = setInterval(() => ctx.bus.publish(subjects.pullProgress, { image, layer: '', phase: 'working', bytes: 0, total: 0 }), 1000);
+        try {
+          return await puller.pull(request.image, request.auth === undefined ? {} : { auth: request.auth });
+        } finally {
+          clearInterval(beat);
+        }
+      },
+      { queue: imageQueueGroup },
+    );
     ctx.onShutdown(() => {
       info.unsubscribe();
       pull.unsubscribe();

@@ -1,10 +1,41 @@
-import { InvalidArgumentError } from '@berth/errors';
+import { InvalidArgumentError, UnavailableError } from '@berth/errors';
 import type { criV1 } from '@berth/proto';
 import { formatReference, parseReference } from '@berth/registry';
 import type { Backends } from '../backends.js';
 import { findImage, toCriImage } from './image-view.js';
 
 const normalise = (image: string): string => formatReference(parseReference(image));
+
+/** How long a pull may go without a heartbeat before its replica is presumed dead. */
+const silenceMs = 10_000;
+
+class ReplicaLost extends UnavailableError {}
+
+/**
+ * Runs `call` while listening to the pull's heartbeats (the image service
+ * sends one a second per pull). Silence for `silenceMs` means the replica
+ * doing the pull died: the call is abandoned with ReplicaLost so the caller
+ * can ask again, and another replica takes it; the store's ingest locks and
+ * the dead replica's lease keep its partial work from corrupting anything.
+ */
+async function watched<T>(backends: Backends, image: string, call: () => Promise<T>): Promise<T> {
+  let last = Date.now();
+  const stop = backends.watchPull(image, () => (last = Date.now()));
+  let timer: NodeJS.Timeout | undefined;
+  const silence = new Promise<never>((_, reject) => {
+    timer = setInterval(() => {
+      if (Date.now() - last > silenceMs) reject(new ReplicaLost(`the image service replica pulling ${image} stopped answering`));
+    }, 500);
+  });
+  const pending = call();
+  pending.catch(() => undefined); // it may fail after being abandoned
+  try {
+    return await Promise.race([pending, silence]);
+  } finally {
+    clearInterval(timer);
+    stop();
+  }
+}
 
 /** PullImage: the image service pulls (one replica, through the queue group); the reply is the image id. */
 export function createPullImageHandler(backends: Backends) {
@@ -14,8 +45,15 @@ export function createPullImageHandler(backends: Backends) {
     parseReference(image);
     const a = request.auth;
     const auth = a === undefined ? undefined : { username: a.username, password: a.password, auth: a.auth, identityToken: a.identityToken, registryToken: a.registryToken };
-    const reply = await backends.pullImage({ image, ...(auth === undefined ? {} : { auth }) }, 60 * 60 * 1000);
-    return { imageRef: reply.imageId };
+    const name = normalise(image);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const reply = await watched(backends, name, () => backends.pullImage({ image, ...(auth === undefined ? {} : { auth }) }, 60 * 60 * 1000));
+        return { imageRef: reply.imageId };
+      } catch (err) {
+        if (!(err instanceof ReplicaLost) || attempt >= 3) throw err;
+      }
+    }
   };
 }
 
