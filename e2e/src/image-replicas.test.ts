@@ -68,7 +68,7 @@ test('two replicas serve pulls; killing the one pulling hands the pull to the ot
       },
     });
   });
-  const pulling = stack.cri.image.pullImage({ image: { image: name, annotations: {}, userSpecifiedImage: '', runtimeHandler: '', imageRef: '' }, auth: undefined, sandboxConfig: undefined });
+  const pulling = stack.cri.image.pullImage({ image: { image: name, annotations: {}, userSpecifiedImage: '', runtimeHandler: '', imageRef: '' }, auth: undefined, sandboxConfig: undefined }, { timeoutMs: 60_000 });
   const victim = await worker;
   assert.ok(pids.includes(victim), `the worker ${victim} is one of the replicas ${pids.join(', ')}`);
   process.kill(victim, 'SIGKILL');
