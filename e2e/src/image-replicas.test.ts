@@ -60,8 +60,9 @@ test('two replicas serve pulls; killing the one pulling hands the pull to the ot
   const worker = new Promise<number>((resolve) => {
     const sub = nc.subscribe('berth.events.image.progress', {
       callback: (_e, msg) => {
-        const m = /berth-image-(\d+)/.exec(msg.json<{ source: string }>().source);
-        if (m) {
+        const event = msg.json<{ source: string; payload: { image: string; phase: string } }>();
+        const m = /berth-image-(\d+)/.exec(event.source);
+        if (m && event.payload.image === name && event.payload.phase === 'working') {
           sub.unsubscribe();
           resolve(Number(m[1]));
         }
@@ -75,6 +76,12 @@ test('two replicas serve pulls; killing the one pulling hands the pull to the ot
   const started = Date.now();
   const { imageRef } = await pulling;
   assert.equal(imageRef, image.configDigest);
+  const finishers = stack
+    .output()
+    .split('\n')
+    .filter((l) => l.includes('"msg":"pulled"') && l.includes(`"image":"${name}"`))
+    .map((l) => (JSON.parse(l) as { pid: number }).pid);
+  assert.ok(finishers.length > 0 && finishers.every((pid) => pid !== victim), `finished by a surviving replica, not ${victim}: ${finishers.join(', ')}`);
   assert.ok(Date.now() - started < 45_000);
   const store = new RemoteStore(`unix://${join(stack.dir, 'run/internal/store.sock')}`);
   try {
