@@ -272,6 +272,46 @@ describe('registry authentication', () => {
     await stack.cri.image.removeImage({ image: spec(image) });
   });
 
+  test('credentials stay with the registry: a redirect to another host gets none', async () => {
+    // An image of its own, so nothing of it is in the store already.
+    const own = await buildImage({ layers: [[{ type: 'file', path: '/redirected', content: randomBytes(1024) }]] });
+    const cdnSaw: Array<string | undefined> = [];
+    const cdn = await startFakeRegistry([
+      (req, res) => {
+        const bytes = own.blobs.get((req.url ?? '').split('/').pop() ?? '');
+        if (bytes === undefined) return false;
+        cdnSaw.push(req.headers.authorization);
+        res.writeHead(200, { 'content-length': bytes.length }).end(bytes);
+        return true;
+      },
+    ]);
+    const expected = `Basic ${Buffer.from('alice:s3cret').toString('base64')}`;
+    const origin = await startFakeRegistry([
+      (req, res) => {
+        if (req.headers.authorization !== expected) {
+          res.writeHead(401, { 'www-authenticate': 'Basic realm="berth-test"' }).end();
+          return true;
+        }
+        const m = /^\/v2\/private\/app\/(manifests|blobs)\/(.+)$/.exec(req.url ?? '');
+        if (m === null) return false;
+        if (m[1] === 'manifests') res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json' }).end(own.manifestBytes);
+        else res.writeHead(307, { location: `${cdn.url}/blobs/${m[2]}` }).end();
+        return true;
+      },
+    ]);
+    try {
+      const image = `${origin.host}/private/app:v1`;
+      const { imageRef } = await stack.cri.image.pullImage({ image: spec(image), auth: auth('alice', 's3cret'), sandboxConfig: undefined });
+      assert.equal(imageRef, own.configDigest);
+      assert.ok(cdnSaw.length >= 1, 'blobs came from the other host');
+      assert.deepEqual(cdnSaw.filter((a) => a !== undefined), [], 'no credentials went to it');
+      await stack.cri.image.removeImage({ image: spec(image) });
+    } finally {
+      await origin.stop();
+      await cdn.stop();
+    }
+  });
+
   test('bearer tokens: the challenge is followed with a scoped token request', async () => {
     const image = `${bearer.host}/private/app:v1`;
     await assert.rejects(stack.cri.image.pullImage({ image: spec(image), auth: undefined, sandboxConfig: undefined }), (e: Error) => isCategory(e, 'permission-denied'));
