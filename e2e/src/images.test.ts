@@ -10,7 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import { isCategory } from '@berth/errors';
 import { buildImage, pushBlobs, pushImage, pushManifest, type BuiltImage, type LayerEntry } from '@berth/oci';
 import { RemoteStore } from '@berth/store-api';
-import { busyboxRootfs, startFakeRegistry, startRegistry, startStack, startTokenServer, type FakeRegistryHandle, type RegistryHandle, type StackHandle, type TokenServerHandle } from '@berth/testing';
+import { busyboxRootfs, makeTestPki, startFakeRegistry, startRegistry, startStack, startTokenServer, type FakeRegistryHandle, type RegistryHandle, type StackHandle, type TokenServerHandle } from '@berth/testing';
 
 let stack: StackHandle;
 let registry: RegistryHandle;
@@ -237,6 +237,45 @@ describe('multi-architecture images', () => {
     const status = await stack.cri.image.imageStatus({ image: spec, verbose: false });
     assert.deepEqual(status.image?.repoDigests, [`${registry.host}/test/multi@${mine.manifestDigest}`]);
     await stack.cri.image.removeImage({ image: { ...spec, image: imageRef } });
+  });
+});
+
+describe('registries over TLS', () => {
+  let tlsRegistry: RegistryHandle;
+  let mtlsRegistry: RegistryHandle;
+  let pki: ReturnType<typeof makeTestPki>;
+  const hostsDir = () => (JSON.parse(readFileSync(stack.configPath, 'utf8').match(/hostsDir = (".*")/)?.[1] ?? '""') as string);
+  const mirror = (name: string, body: string) => {
+    mkdirSync(join(hostsDir(), name), { recursive: true });
+    writeFileSync(join(hostsDir(), name, 'hosts.toml'), body);
+  };
+  const pullAs = (name: string) => stack.cri.image.pullImage({ image: { image: `${name}/test/busybox:v1`, annotations: {}, userSpecifiedImage: '', runtimeHandler: '', imageRef: '' }, auth: undefined, sandboxConfig: undefined });
+
+  before(async () => {
+    pki = makeTestPki();
+    // The same content as the plain registry, over https, and over https with client certificates.
+    tlsRegistry = await startRegistry({ storageDir: registry.storageDir, tls: { cert: pki.serverCert, key: pki.serverKey } });
+    mtlsRegistry = await startRegistry({ storageDir: registry.storageDir, tls: { cert: pki.serverCert, key: pki.serverKey, clientCa: pki.ca } });
+  });
+  after(async () => {
+    await tlsRegistry?.stop();
+    await mtlsRegistry?.stop();
+  });
+
+  test('a mirror with a custom CA is trusted; without it, or with skip_verify, as configured', async () => {
+    mirror('ca.example.test', `[host."https://${tlsRegistry.host}"]\nca = "${pki.ca}"\n`);
+    assert.equal((await pullAs('ca.example.test')).imageRef, image.configDigest);
+    mirror('noca.example.test', `[host."https://${tlsRegistry.host}"]\n`);
+    await assert.rejects(pullAs('noca.example.test'), (e: Error) => isCategory(e, 'unavailable'));
+    mirror('skip.example.test', `[host."https://${tlsRegistry.host}"]\nskip_verify = true\n`);
+    assert.equal((await pullAs('skip.example.test')).imageRef, image.configDigest);
+  });
+
+  test('a registry that wants a client certificate gets the configured one', async () => {
+    mirror('mtls.example.test', `[host."https://${mtlsRegistry.host}"]\nca = "${pki.ca}"\nclient = [["${pki.clientCert}", "${pki.clientKey}"]]\n`);
+    assert.equal((await pullAs('mtls.example.test')).imageRef, image.configDigest);
+    mirror('nocert.example.test', `[host."https://${mtlsRegistry.host}"]\nca = "${pki.ca}"\n`);
+    await assert.rejects(pullAs('nocert.example.test'), (e: Error) => isCategory(e, 'unavailable'));
   });
 });
 

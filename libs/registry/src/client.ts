@@ -1,5 +1,7 @@
 import { DeadlineExceededError, FailedPreconditionError, InvalidArgumentError, NotFoundError, PermissionDeniedError, UnavailableError } from '@berth/errors';
 import { sha256Digest } from '@berth/spec';
+import { readFileSync } from 'node:fs';
+import { Agent, fetch as undiciFetch, type Dispatcher } from 'undici';
 import type { RegistryEndpoint } from './hosts.js';
 import type { ImageReference } from './reference.js';
 
@@ -66,7 +68,15 @@ export class RegistryClient {
   private readonly tokens = new Map<string, { token: string; expires: number }>();
   private authorization: string | undefined;
   private readonly credentials: RegistryCredentials | undefined;
+  /** Set when the endpoint has its own TLS settings. */
+  private readonly dispatcher: Dispatcher | undefined;
   readonly host: string;
+
+  /** fetch, through this endpoint's TLS settings when it has any. */
+  private fetch(url: string | URL, init: RequestInit): Promise<Response> {
+    if (this.dispatcher === undefined) return fetch(url, init);
+    return undiciFetch(url, { ...(init as object), dispatcher: this.dispatcher }) as unknown as Promise<Response>;
+  }
 
   /**
    * A client of one endpoint. The credentials are used only when the
@@ -85,6 +95,16 @@ export class RegistryClient {
     this.base = `${e.scheme}://${e.host}`;
     this.prefix = e.pathPrefix;
     this.credentials = e.upstream ? credentials : undefined;
+    if (e.tls !== undefined) {
+      const t = e.tls;
+      this.dispatcher = new Agent({
+        connect: {
+          ...(t.ca ? { ca: t.ca.map((p) => readFileSync(p, 'utf8')) } : {}),
+          ...(t.client ? { cert: readFileSync(t.client.cert, 'utf8'), key: readFileSync(t.client.key, 'utf8') } : {}),
+          rejectUnauthorized: t.skipVerify !== true,
+        },
+      });
+    }
     if (this.credentials?.registryToken) this.authorization = `Bearer ${this.credentials.registryToken}`;
   }
 
@@ -126,7 +146,7 @@ export class RegistryClient {
 
   private async send(url: string, init: RequestInit): Promise<Response> {
     try {
-      return await fetch(url, { ...init, redirect: 'manual', signal: AbortSignal.timeout(this.options.progressTimeoutMs ?? 60_000) });
+      return await this.fetch(url, { ...init, redirect: 'manual', signal: AbortSignal.timeout(this.options.progressTimeoutMs ?? 60_000) });
     } catch (err) {
       if ((err as Error).name === 'TimeoutError') throw new DeadlineExceededError(`${url}: no answer in time`, { cause: err });
       throw new UnavailableError(`${new URL(url).host}: ${(err as Error).message}`, { cause: err });
@@ -144,7 +164,7 @@ export class RegistryClient {
       if (this.authorization) h['authorization'] = this.authorization;
       let res: Response;
       try {
-        res = await fetch(`${this.base}${path}`, { headers: h, redirect: 'manual', ...(signal ? { signal } : {}) });
+        res = await this.fetch(`${this.base}${path}`, { headers: h, redirect: 'manual', ...(signal ? { signal } : {}) });
       } catch (err) {
         if ((err as Error).name === 'TimeoutError') throw new DeadlineExceededError(`${this.host}: no answer in time`, { cause: err });
         throw new UnavailableError(`${this.host}: ${(err as Error).message}`, { cause: err });
@@ -164,7 +184,9 @@ export class RegistryClient {
         const sameHost = next.host === this.host;
         const rh: Record<string, string> = { ...headers };
         if (sameHost && this.authorization) rh['authorization'] = this.authorization;
-        res = await fetch(next, { headers: rh, redirect: 'manual', ...(signal ? { signal } : {}) });
+        // Another host gets neither the credentials nor this endpoint's client certificate.
+        const init = { headers: rh, redirect: 'manual' as const, ...(signal ? { signal } : {}) };
+        res = sameHost ? await this.fetch(next, init) : await fetch(next, init);
       }
       if (res.status === 401 || res.status === 403) {
         await res.body?.cancel();

@@ -12,6 +12,35 @@ export interface RegistryEndpoint {
   upstream: boolean;
   /** Path prefix that replaces /v2 (hosts.toml `override_path`), without a trailing slash. */
   pathPrefix: string;
+  /** TLS settings from hosts.toml: extra CA certificates, a client certificate, skip_verify. */
+  tls?: EndpointTls;
+}
+
+export interface EndpointTls {
+  /** PEM files of CAs to trust (besides the system's). */
+  ca?: string[];
+  /** A client certificate and its key (PEM files). */
+  client?: { cert: string; key: string };
+  /** Accept any server certificate: only when the operator configured it. */
+  skipVerify?: boolean;
+}
+
+/** Reads hosts.toml TLS keys: `ca` (a path or list), `client` (a path, [cert, key] or [[cert, key]]), `skip_verify`. */
+function tlsOf(settings: Record<string, unknown>, file: string): EndpointTls | undefined {
+  const tls: EndpointTls = {};
+  const ca = settings['ca'];
+  if (typeof ca === 'string') tls.ca = [ca];
+  else if (Array.isArray(ca) && ca.every((c) => typeof c === 'string')) tls.ca = ca as string[];
+  else if (ca !== undefined) throw new InvalidArgumentError(`${file}: ca must be a path or a list of paths`);
+  const client = settings['client'];
+  const pair = Array.isArray(client) && Array.isArray(client[0]) ? (client[0] as unknown[]) : Array.isArray(client) ? client : typeof client === 'string' ? [client] : undefined;
+  if (pair !== undefined) {
+    const [cert, key] = pair;
+    if (typeof cert !== 'string') throw new InvalidArgumentError(`${file}: client must name a certificate file`);
+    tls.client = { cert, key: typeof key === 'string' ? key : cert };
+  }
+  if (settings['skip_verify'] === true) tls.skipVerify = true;
+  return Object.keys(tls).length === 0 ? undefined : tls;
 }
 
 function isLoopback(host: string): boolean {
@@ -55,11 +84,15 @@ export function resolveEndpoints(domain: string, hostsDir: string | undefined, i
     }
     if (doc !== undefined) {
       if (typeof doc['server'] === 'string') upstream = { ...endpointFromUrl(doc['server'], true, false, file), upstream: true };
+      const upstreamTls = tlsOf(doc, file);
+      if (upstreamTls !== undefined) upstream.tls = upstreamTls;
       const hosts = (doc['host'] ?? {}) as Record<string, Record<string, unknown>>;
       for (const [url, settings] of Object.entries(hosts)) {
         const caps = Array.isArray(settings['capabilities']) ? (settings['capabilities'] as string[]) : ['pull', 'resolve'];
         if (!caps.includes('pull')) continue;
-        mirrors.push(endpointFromUrl(url, false, settings['override_path'] === true, file));
+        const endpoint = endpointFromUrl(url, false, settings['override_path'] === true, file);
+        const tls = tlsOf(settings, file);
+        mirrors.push(tls === undefined ? endpoint : { ...endpoint, tls });
       }
     }
   }

@@ -3,4 +3,4 @@ export type { ImageReference } from './reference.js';
 export { parseChallenge, RegistryClient } from './client.js';
 export type { RegistryClientOptions, RegistryCredentials } from './client.js';
 export { resolveEndpoints } from './hosts.js';
-export type { RegistryEndpoint } from './hosts.js';
+export type { EndpointTls, RegistryEndpoint } from './hosts.js';

@@ -10,3 +10,5 @@ export type { StackHandle, StackOptions, StackService } from './stack.js';
 export { freeLoopbackPort, startNatsServer } from '@berth/bus';
 export type { NatsServerHandle } from '@berth/bus';
 export { freshPostgresDatabase, postgresTestUrl } from './postgres.js';
+export { makeTestPki } from './tls.js';
+export type { TestPki } from './tls.js';

@@ -1,4 +1,5 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { connect } from 'node:net';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,6 +12,8 @@ export interface RegistryHandle {
   /** host:port, as it appears in image references. */
   host: string;
   process: ChildProcess;
+  /** Where the registry keeps its content. */
+  storageDir: string;
   stop(): Promise<void>;
 }
 
@@ -24,6 +27,10 @@ export interface RegistryOptions {
   basicAuth?: { username: string; password: string };
   /** Require bearer tokens from this token server. */
   tokenAuth?: TokenServerHandle;
+  /** Serve the storage of another registry (to offer the same images over another transport). */
+  storageDir?: string;
+  /** Serve https with this certificate; with clientCa, require client certificates it signed. */
+  tls?: { cert: string; key: string; clientCa?: string };
 }
 
 export async function startRegistry(options: RegistryOptions = {}): Promise<RegistryHandle> {
@@ -39,23 +46,33 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Regi
     const t = options.tokenAuth;
     auth.push('auth:', '  token:', `    realm: ${t.realm}`, `    service: ${t.service}`, `    issuer: ${t.issuer}`, `    rootcertbundle: ${t.certPath}`);
   }
+  const tls = options.tls === undefined ? [] : ['  tls:', `    certificate: ${options.tls.cert}`, `    key: ${options.tls.key}`, ...(options.tls.clientCa ? ['    clientcas:', `      - ${options.tls.clientCa}`] : [])];
   await writeFile(
     config,
-    ['version: 0.1', 'log:', '  level: error', '  accesslog:', '    disabled: true', 'storage:', '  filesystem:', `    rootdirectory: ${join(dir, 'data')}`, '  delete:', '    enabled: true', 'http:', `  addr: 127.0.0.1:${port}`, ...auth, ''].join('\n'),
+    ['version: 0.1', 'log:', '  level: error', '  accesslog:', '    disabled: true', 'storage:', '  filesystem:', `    rootdirectory: ${options.storageDir ?? join(dir, 'data')}`, '  delete:', '    enabled: true', 'http:', `  addr: 127.0.0.1:${port}`, ...tls, ...auth, ''].join('\n'),
   );
   const binary = options.binary ?? '/usr/bin/docker-registry';
   const child = spawn(binary, ['serve', config], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr?.on('data', (c: Buffer) => (stderr = (stderr + c.toString()).slice(-2000)));
-  const url = `http://127.0.0.1:${port}`;
+  const url = `${options.tls ? 'https' : 'http'}://127.0.0.1:${port}`;
   const deadline = Date.now() + 15_000;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`docker-registry exited: ${stderr}`);
-    try {
-      const status = (await fetch(`${url}/v2/`)).status;
-      if (status === 200 || status === 401) break;
-    } catch {
-      // not listening yet
+    if (options.tls) {
+      // https: wait for the port (the test's own client would need the CA to fetch).
+      const open = await new Promise<boolean>((resolve) => {
+        const s = connect(port, '127.0.0.1', () => (s.destroy(), resolve(true)));
+        s.on('error', () => resolve(false));
+      });
+      if (open) break;
+    } else {
+      try {
+        const status = (await fetch(`${url}/v2/`)).status;
+        if (status === 200 || status === 401) break;
+      } catch {
+        // not listening yet
+      }
     }
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
@@ -67,6 +84,7 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Regi
     url,
     host: `127.0.0.1:${port}`,
     process: child,
+    storageDir: options.storageDir ?? join(dir, 'data'),
     async stop() {
       if (child.exitCode === null) {
         const exited = new Promise((r) => child.once('exit', r));
