@@ -170,6 +170,17 @@ static bool get_cstring(napi_env env, napi_value v, const char *what, char **out
   return true;
 }
 
+/* argv[0] as `path` and argv[1] as `name`; on failure nothing is left allocated. */
+static bool get_path_and_name(napi_env env, napi_value *argv, char **path, char **name) {
+  if (!get_cstring(env, argv[0], "path", path)) return false;
+  if (!get_cstring(env, argv[1], "name", name)) {
+    free(*path);
+    *path = NULL;
+    return false;
+  }
+  return true;
+}
+
 /* Reads an integer argument in [0, max]. TypeError for a non-number,
  * RangeError for a fraction, NaN, negative or too large value. */
 static bool get_uint(napi_env env, napi_value v, const char *what, double max, unsigned int *out) {
@@ -224,11 +235,7 @@ static napi_value Lsetxattr(napi_env env, napi_callback_info info) {
   bool is_buffer = false;
   NAPI_CALL(env, napi_is_buffer(env, argv[2], &is_buffer));
   char *path = NULL, *name = NULL;
-  if (!get_cstring(env, argv[0], "path", &path)) return NULL;
-  if (!get_cstring(env, argv[1], "name", &name)) {
-    free(path);
-    return NULL;
-  }
+  if (!get_path_and_name(env, argv, &path, &name)) return NULL;
   if (!is_buffer) {
     free(path);
     free(name);
@@ -256,11 +263,7 @@ static napi_value Lgetxattr(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   if (!get_args(env, info, 2, argv)) return NULL;
   char *path = NULL, *name = NULL;
-  if (!get_cstring(env, argv[0], "path", &path)) return NULL;
-  if (!get_cstring(env, argv[1], "name", &name)) {
-    free(path);
-    return NULL;
-  }
+  if (!get_path_and_name(env, argv, &path, &name)) return NULL;
   napi_value result = NULL;
   char *buf = NULL;
   for (;;) {
@@ -346,11 +349,7 @@ static napi_value Lremovexattr(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   if (!get_args(env, info, 2, argv)) return NULL;
   char *path = NULL, *name = NULL;
-  if (!get_cstring(env, argv[0], "path", &path)) return NULL;
-  if (!get_cstring(env, argv[1], "name", &name)) {
-    free(path);
-    return NULL;
-  }
+  if (!get_path_and_name(env, argv, &path, &name)) return NULL;
   if (lremovexattr(path, name) != 0) {
     throw_errno(env, errno, "lremovexattr", argv[0], path);
   }
