@@ -17,20 +17,10 @@ export interface Backends {
   close(): void;
 }
 
-/**
- * Channels retry quickly: when a service restarts, the next call after its
- * socket is back should reach it, not wait out a long reconnect backoff.
- */
-const channelOptions = {
-  'grpc.initial_reconnect_backoff_ms': 100,
-  'grpc.max_reconnect_backoff_ms': 1000,
-  'grpc.min_reconnect_backoff_ms': 100,
-};
-
 export function connectBackends(config: BerthConfig, bus: Bus): Backends {
-  const store = createClient(storeV1.StoreService, `unix://${internalSocket(config, 'store')}`, { channelOptions });
-  const executor = createClient(executorV1.ExecutorService, `unix://${internalSocket(config, 'executor')}`, { channelOptions });
-  const images = new RemoteStore(`unix://${internalSocket(config, 'store')}`, { channelOptions, timeoutMs: 60_000 });
+  const store = createClient(storeV1.StoreService, `unix://${internalSocket(config, 'store')}`);
+  const executor = createClient(executorV1.ExecutorService, `unix://${internalSocket(config, 'executor')}`);
+  const images = new RemoteStore(`unix://${internalSocket(config, 'store')}`, { timeoutMs: 60_000 });
   return {
     store,
     executor,

@@ -22,6 +22,8 @@ export interface PullResult {
 
 export interface PullerOptions extends RegistryClientOptions {
   store: Store;
+  /** Hosts reached over plain http (besides loopback hosts, which always are). */
+  insecureHosts?: string[];
   /** containerd-style hosts directory: `<dir>/<registry>/hosts.toml` (mirrors). */
   hostsDir?: string;
   logger: Logger;

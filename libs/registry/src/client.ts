@@ -17,8 +17,6 @@ export interface RegistryCredentials {
 }
 
 export interface RegistryClientOptions {
-  /** Hosts reached over plain http (besides localhost and loopback addresses, which always are). */
-  insecureHosts?: string[];
   /** Gives up on a request that sends no bytes for this long. */
   progressTimeoutMs?: number;
   /** Largest manifest or index accepted. */
@@ -50,11 +48,6 @@ export function parseChallenge(header: string | null): Challenge | undefined {
   return { scheme, params };
 }
 
-function isLoopback(host: string): boolean {
-  const name = host.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
-  return name === 'localhost' || name === '::1' || /^127\./.test(name);
-}
-
 /**
  * A client of one registry (OCI distribution API), with the
  * WWW-Authenticate challenge flow (basic, and bearer tokens scoped per
@@ -83,14 +76,10 @@ export class RegistryClient {
    * endpoint is the upstream registry they were given for, never a mirror.
    */
   constructor(
-    endpoint: RegistryEndpoint | string,
+    e: RegistryEndpoint,
     credentials: RegistryCredentials | undefined,
     private readonly options: RegistryClientOptions = {},
   ) {
-    const e: RegistryEndpoint =
-      typeof endpoint === 'string'
-        ? { host: endpoint, scheme: isLoopback(endpoint) || (options.insecureHosts ?? []).includes(endpoint) ? 'http' : 'https', upstream: true, pathPrefix: '/v2' }
-        : endpoint;
     this.host = e.host;
     this.base = `${e.scheme}://${e.host}`;
     this.prefix = e.pathPrefix;
