@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { connect, type NatsConnection } from 'nats';
+import { imageSpec } from '@berth/client';
 import { buildImage, type BuiltImage } from '@berth/oci';
 import { RemoteStore } from '@berth/store-api';
 import { startFakeRegistry, startStack, type FakeRegistryHandle, type StackHandle } from '@berth/testing';
@@ -69,7 +70,7 @@ test('two replicas serve pulls; killing the one pulling hands the pull to the ot
       },
     });
   });
-  const pulling = stack.cri.image.pullImage({ image: { image: name, annotations: {}, userSpecifiedImage: '', runtimeHandler: '', imageRef: '' }, auth: undefined, sandboxConfig: undefined }, { timeoutMs: 60_000 });
+  const pulling = stack.cri.image.pullImage({ image: imageSpec(name), auth: undefined, sandboxConfig: undefined }, { timeoutMs: 60_000 });
   const victim = await worker;
   assert.ok(pids.includes(victim), `the worker ${victim} is one of the replicas ${pids.join(', ')}`);
   process.kill(victim, 'SIGKILL');

@@ -7,6 +7,7 @@ import type { ServerResponse } from 'node:http';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { imageSpec } from '@berth/client';
 import { isCategory } from '@berth/errors';
 import { buildImage, pushBlobs, pushImage, pushManifest, type BuiltImage, type LayerEntry } from '@berth/oci';
 import { RemoteStore } from '@berth/store-api';
@@ -75,7 +76,7 @@ describe('pulling from a registry', () => {
   const name = () => `${registry.host}/test/busybox:v1`;
 
   test('PullImage returns the image id and the image is listed with its tag and digest', async () => {
-    const { imageRef } = await stack.cri.image.pullImage({ image: { image: name(), annotations: {}, userSpecifiedImage: '', runtimeHandler: '', imageRef: '' }, auth: undefined, sandboxConfig: undefined });
+    const { imageRef } = await stack.cri.image.pullImage({ image: imageSpec(name()), auth: undefined, sandboxConfig: undefined });
     assert.equal(imageRef, image.configDigest);
     const { images } = await stack.cri.image.listImages({ filter: undefined });
     const listed = images.find((i) => i.id === image.configDigest);
@@ -105,7 +106,7 @@ describe('pulling from a registry', () => {
     const zimage = await buildImage({ layers: [lower.filter((e) => e.path.startsWith('/bin') || e.path.startsWith('/lib') || e.path.startsWith('/usr')), [{ type: 'file', path: '/zstd-was-here', content: 'yes' }]], compression: 'zstd' });
     assert.equal(zimage.manifest.layers[0]?.mediaType, 'application/vnd.oci.image.layer.v1.tar+zstd');
     await pushImage(registry.url, 'test/zstd', 'v1', zimage);
-    const spec = { image: `${registry.host}/test/zstd:v1`, annotations: {}, userSpecifiedImage: '', runtimeHandler: '', imageRef: '' };
+    const spec = imageSpec(`${registry.host}/test/zstd:v1`);
     const { imageRef } = await stack.cri.image.pullImage({ image: spec, auth: undefined, sandboxConfig: undefined });
     assert.equal(imageRef, zimage.configDigest);
     const record = await store.getImage(imageRef);
@@ -118,7 +119,7 @@ describe('pulling from a registry', () => {
 
   test('a mirror serves an upstream name, and the image keeps the upstream name', async () => {
     const upstream = 'registry.example.test/test/busybox:v1';
-    const spec = { image: upstream, annotations: {}, userSpecifiedImage: '', runtimeHandler: '', imageRef: '' };
+    const spec = imageSpec(upstream);
     const { imageRef } = await stack.cri.image.pullImage({ image: spec, auth: undefined, sandboxConfig: undefined });
     assert.equal(imageRef, image.configDigest);
     const status = await stack.cri.image.imageStatus({ image: spec, verbose: false });
@@ -128,23 +129,22 @@ describe('pulling from a registry', () => {
   });
 
   test('ImageStatus finds the image by tag, digest and id; an unknown image is no image, not an error', async () => {
-    const spec = (image: string) => ({ image, annotations: {}, userSpecifiedImage: '', runtimeHandler: '', imageRef: '' });
     for (const ref of [name(), `${registry.host}/test/busybox@${image.manifestDigest}`, image.configDigest]) {
-      assert.equal((await stack.cri.image.imageStatus({ image: spec(ref), verbose: false })).image?.id, image.configDigest, ref);
+      assert.equal((await stack.cri.image.imageStatus({ image: imageSpec(ref), verbose: false })).image?.id, image.configDigest, ref);
     }
-    assert.equal((await stack.cri.image.imageStatus({ image: spec('example.com/none:1'), verbose: false })).image, undefined);
+    assert.equal((await stack.cri.image.imageStatus({ image: imageSpec('example.com/none:1'), verbose: false })).image, undefined);
     const fs = await stack.cri.image.imageFsInfo({});
     assert.ok((fs.imageFilesystems[0]?.usedBytes?.value ?? 0n) > 0n);
     assert.ok(fs.imageFilesystems[0]?.fsId?.mountpoint.startsWith('/'));
   });
 
   test('a second pull of the same image is served from the store', async () => {
-    const { imageRef } = await stack.cri.image.pullImage({ image: { image: name(), annotations: {}, userSpecifiedImage: '', runtimeHandler: '', imageRef: '' }, auth: undefined, sandboxConfig: undefined });
+    const { imageRef } = await stack.cri.image.pullImage({ image: imageSpec(name()), auth: undefined, sandboxConfig: undefined });
     assert.equal(imageRef, image.configDigest);
   });
 
   test('bad references and missing images get clear errors', async () => {
-    const pull = (image: string) => stack.cri.image.pullImage({ image: { image, annotations: {}, userSpecifiedImage: '', runtimeHandler: '', imageRef: '' }, auth: undefined, sandboxConfig: undefined });
+    const pull = (image: string) => stack.cri.image.pullImage({ image: imageSpec(image), auth: undefined, sandboxConfig: undefined });
     await assert.rejects(pull('Not A Reference'), (e: Error) => isCategory(e, 'invalid-argument'));
     await assert.rejects(pull(`${registry.host}/test/missing:1`), (e: Error) => isCategory(e, 'not-found'));
   });
@@ -153,7 +153,7 @@ describe('pulling from a registry', () => {
     const evil = await buildImage({ layers: [[{ type: 'file', path: '../../escaped', content: 'x' }]] });
     await pushImage(registry.url, 'test/evil', 'v1', evil);
     await assert.rejects(
-      stack.cri.image.pullImage({ image: { image: `${registry.host}/test/evil:v1`, annotations: {}, userSpecifiedImage: '', runtimeHandler: '', imageRef: '' }, auth: undefined, sandboxConfig: undefined }),
+      stack.cri.image.pullImage({ image: imageSpec(`${registry.host}/test/evil:v1`), auth: undefined, sandboxConfig: undefined }),
       (e: Error) => isCategory(e, 'failed-precondition') && /escapes the root/.test(e.message),
     );
     await assert.rejects(store.getImage(evil.configDigest), (e: Error) => isCategory(e, 'not-found'));
@@ -179,19 +179,18 @@ describe('pulling from a registry', () => {
   });
 
   test('RemoveImage by tag, then by id; removing again succeeds', async () => {
-    const spec = (image: string) => ({ image, annotations: {}, userSpecifiedImage: '', runtimeHandler: '', imageRef: '' });
-    await stack.cri.image.removeImage({ image: spec(name()) });
-    const left = (await stack.cri.image.imageStatus({ image: spec(image.configDigest), verbose: false })).image;
+    await stack.cri.image.removeImage({ image: imageSpec(name()) });
+    const left = (await stack.cri.image.imageStatus({ image: imageSpec(image.configDigest), verbose: false })).image;
     assert.deepEqual(left?.repoTags, [], 'the tag is gone, the digest name stays');
-    await stack.cri.image.removeImage({ image: spec(image.configDigest) });
-    assert.equal((await stack.cri.image.imageStatus({ image: spec(image.configDigest), verbose: false })).image, undefined);
-    await stack.cri.image.removeImage({ image: spec(image.configDigest) });
+    await stack.cri.image.removeImage({ image: imageSpec(image.configDigest) });
+    assert.equal((await stack.cri.image.imageStatus({ image: imageSpec(image.configDigest), verbose: false })).image, undefined);
+    await stack.cri.image.removeImage({ image: imageSpec(image.configDigest) });
   });
 });
 
 describe('the built-in sandbox image', () => {
   test('is imported from its OCI layout without any registry', async () => {
-    const spec = { image: 'berth.local/pause:0.1.0', annotations: {}, userSpecifiedImage: '', runtimeHandler: '', imageRef: '' };
+    const spec = imageSpec('berth.local/pause:0.1.0');
     const deadline = Date.now() + 15_000;
     let found = (await stack.cri.image.imageStatus({ image: spec, verbose: false })).image;
     while (found === undefined && Date.now() < deadline) {
@@ -231,7 +230,7 @@ describe('multi-architecture images', () => {
       }),
     );
     await pushManifest(registry.url, 'test/multi', 'v1', index, 'application/vnd.oci.image.index.v1+json');
-    const spec = { image: `${registry.host}/test/multi:v1`, annotations: {}, userSpecifiedImage: '', runtimeHandler: '', imageRef: '' };
+    const spec = imageSpec(`${registry.host}/test/multi:v1`);
     const { imageRef } = await stack.cri.image.pullImage({ image: spec, auth: undefined, sandboxConfig: undefined });
     assert.equal(imageRef, mine.configDigest);
     const status = await stack.cri.image.imageStatus({ image: spec, verbose: false });
@@ -249,7 +248,7 @@ describe('registries over TLS', () => {
     mkdirSync(join(hostsDir(), name), { recursive: true });
     writeFileSync(join(hostsDir(), name, 'hosts.toml'), body);
   };
-  const pullAs = (name: string) => stack.cri.image.pullImage({ image: { image: `${name}/test/busybox:v1`, annotations: {}, userSpecifiedImage: '', runtimeHandler: '', imageRef: '' }, auth: undefined, sandboxConfig: undefined });
+  const pullAs = (name: string) => stack.cri.image.pullImage({ image: imageSpec(`${name}/test/busybox:v1`), auth: undefined, sandboxConfig: undefined });
 
   before(async () => {
     pki = makeTestPki();
@@ -285,7 +284,6 @@ describe('registry authentication', () => {
   let bearer: RegistryHandle;
   let small: BuiltImage;
   const credentials = { username: 'alice', password: 's3cret' };
-  const spec = (image: string) => ({ image, annotations: {}, userSpecifiedImage: '', runtimeHandler: '', imageRef: '' });
   const auth = (username: string, password: string) => ({ username, password, auth: '', serverAddress: '', identityToken: '', registryToken: '' });
 
   before(async () => {
@@ -304,11 +302,11 @@ describe('registry authentication', () => {
 
   test('basic auth: refused without credentials or with wrong ones, pulled with the right ones', async () => {
     const image = `${basic.host}/private/app:v1`;
-    await assert.rejects(stack.cri.image.pullImage({ image: spec(image), auth: undefined, sandboxConfig: undefined }), (e: Error) => isCategory(e, 'permission-denied'));
-    await assert.rejects(stack.cri.image.pullImage({ image: spec(image), auth: auth('alice', 'wrong'), sandboxConfig: undefined }), (e: Error) => isCategory(e, 'permission-denied'));
-    const { imageRef } = await stack.cri.image.pullImage({ image: spec(image), auth: auth('alice', 's3cret'), sandboxConfig: undefined });
+    await assert.rejects(stack.cri.image.pullImage({ image: imageSpec(image), auth: undefined, sandboxConfig: undefined }), (e: Error) => isCategory(e, 'permission-denied'));
+    await assert.rejects(stack.cri.image.pullImage({ image: imageSpec(image), auth: auth('alice', 'wrong'), sandboxConfig: undefined }), (e: Error) => isCategory(e, 'permission-denied'));
+    const { imageRef } = await stack.cri.image.pullImage({ image: imageSpec(image), auth: auth('alice', 's3cret'), sandboxConfig: undefined });
     assert.equal(imageRef, small.configDigest);
-    await stack.cri.image.removeImage({ image: spec(image) });
+    await stack.cri.image.removeImage({ image: imageSpec(image) });
   });
 
   test('credentials stay with the registry: a redirect to another host gets none', async () => {
@@ -340,11 +338,11 @@ describe('registry authentication', () => {
     ]);
     try {
       const image = `${origin.host}/private/app:v1`;
-      const { imageRef } = await stack.cri.image.pullImage({ image: spec(image), auth: auth('alice', 's3cret'), sandboxConfig: undefined });
+      const { imageRef } = await stack.cri.image.pullImage({ image: imageSpec(image), auth: auth('alice', 's3cret'), sandboxConfig: undefined });
       assert.equal(imageRef, own.configDigest);
       assert.ok(cdnSaw.length >= 1, 'blobs came from the other host');
       assert.deepEqual(cdnSaw.filter((a) => a !== undefined), [], 'no credentials went to it');
-      await stack.cri.image.removeImage({ image: spec(image) });
+      await stack.cri.image.removeImage({ image: imageSpec(image) });
     } finally {
       await origin.stop();
       await cdn.stop();
@@ -353,20 +351,19 @@ describe('registry authentication', () => {
 
   test('bearer tokens: the challenge is followed with a scoped token request', async () => {
     const image = `${bearer.host}/private/app:v1`;
-    await assert.rejects(stack.cri.image.pullImage({ image: spec(image), auth: undefined, sandboxConfig: undefined }), (e: Error) => isCategory(e, 'permission-denied'));
-    await assert.rejects(stack.cri.image.pullImage({ image: spec(image), auth: auth('alice', 'nope'), sandboxConfig: undefined }), (e: Error) => isCategory(e, 'permission-denied'));
-    const { imageRef } = await stack.cri.image.pullImage({ image: spec(image), auth: auth('alice', 's3cret'), sandboxConfig: undefined });
+    await assert.rejects(stack.cri.image.pullImage({ image: imageSpec(image), auth: undefined, sandboxConfig: undefined }), (e: Error) => isCategory(e, 'permission-denied'));
+    await assert.rejects(stack.cri.image.pullImage({ image: imageSpec(image), auth: auth('alice', 'nope'), sandboxConfig: undefined }), (e: Error) => isCategory(e, 'permission-denied'));
+    const { imageRef } = await stack.cri.image.pullImage({ image: imageSpec(image), auth: auth('alice', 's3cret'), sandboxConfig: undefined });
     assert.equal(imageRef, small.configDigest);
     assert.ok(tokens.requests.some((r) => r.user === 'alice' && r.scope === 'repository:private/app:pull'), JSON.stringify(tokens.requests));
-    await stack.cri.image.removeImage({ image: spec(image) });
+    await stack.cri.image.removeImage({ image: imageSpec(image) });
   });
 });
 
 describe('hostile registries', () => {
   let fake: FakeRegistryHandle;
   let good: BuiltImage;
-  const spec = (image: string) => ({ image, annotations: {}, userSpecifiedImage: '', runtimeHandler: '', imageRef: '' });
-  const pull = (repo: string) => stack.cri.image.pullImage({ image: spec(`${fake.host}/${repo}:v1`), auth: undefined, sandboxConfig: undefined });
+  const pull = (repo: string) => stack.cri.image.pullImage({ image: imageSpec(`${fake.host}/${repo}:v1`), auth: undefined, sandboxConfig: undefined });
   const ociManifest = 'application/vnd.oci.image.manifest.v1+json';
   let flakyServed = false;
 
@@ -457,7 +454,7 @@ describe('hostile registries', () => {
     const { imageRef } = await pull('flaky');
     assert.equal(imageRef, good.configDigest);
     assert.ok(fake.log.some((l) => /\/v2\/flaky\/blobs\/.* bytes=\d+-$/.test(l)), fake.log.join('\n'));
-    await stack.cri.image.removeImage({ image: spec(good.configDigest) });
+    await stack.cri.image.removeImage({ image: imageSpec(good.configDigest) });
   });
 
   test('concurrent pulls of one image fetch each blob once', async () => {
@@ -470,6 +467,6 @@ describe('hostile registries', () => {
     assert.ok(results.every((r) => r.imageRef === good.configDigest));
     const blobGets = fake.log.slice(before).filter((l) => l.startsWith('GET /v2/fine/blobs/'));
     assert.equal(blobGets.length, 2, `the config and the layer, each fetched once:\n${blobGets.join('\n')}`);
-    await stack.cri.image.removeImage({ image: spec(good.configDigest) });
+    await stack.cri.image.removeImage({ image: imageSpec(good.configDigest) });
   });
 });

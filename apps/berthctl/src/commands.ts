@@ -1,4 +1,5 @@
-import type { CriClient } from '@berth/client';
+import { imageSpec, type CriClient } from '@berth/client';
+import { toJson } from '@berth/proto';
 import type { ProgressWatcher } from './progress.js';
 
 export type Output = (text: string) => void;
@@ -28,8 +29,6 @@ export async function infoCommand(cri: CriClient, out: Output): Promise<void> {
   out(`${JSON.stringify(doc, null, 2)}\n`);
 }
 
-const imageSpec = (image: string) => ({ image, annotations: {}, userSpecifiedImage: '', runtimeHandler: '', imageRef: '' });
-
 /** `berthctl pull IMAGE [--creds user:pass]`: prints the image id, as `crictl pull` does. */
 export async function pullCommand(cri: CriClient, out: Output, image: string, creds?: string, progress?: ProgressWatcher): Promise<void> {
   let auth;
@@ -51,7 +50,7 @@ function humanSize(bytes: bigint): string {
 export async function imagesCommand(cri: CriClient, out: Output, format: 'text' | 'json'): Promise<void> {
   const { images } = await cri.image.listImages({ filter: undefined });
   if (format === 'json') {
-    out(`${JSON.stringify({ images }, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v), 2)}\n`);
+    out(`${toJson({ images }, 2)}\n`);
     return;
   }
   const rows = [['IMAGE', 'TAG', 'IMAGE ID', 'SIZE']];
@@ -76,7 +75,7 @@ export async function inspectImageCommand(cri: CriClient, out: Output, image: st
   }
   const info: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(r.info)) info[k] = JSON.parse(v) as unknown;
-  out(`${JSON.stringify({ status: r.image, info }, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v), 2)}\n`);
+  out(`${toJson({ status: r.image, info }, 2)}\n`);
   return 0;
 }
 
@@ -91,5 +90,5 @@ export async function removeImagesCommand(cri: CriClient, out: Output, images: s
 /** `berthctl imagefsinfo`: the image filesystem's usage as JSON. */
 export async function imageFsInfoCommand(cri: CriClient, out: Output): Promise<void> {
   const r = await cri.image.imageFsInfo({});
-  out(`${JSON.stringify(r, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v), 2)}\n`);
+  out(`${toJson(r, 2)}\n`);
 }

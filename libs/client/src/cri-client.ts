@@ -28,3 +28,8 @@ export function connectCri(endpoint: string = defaultSocket, timeoutMs = 30_000)
     },
   };
 }
+
+/** A CRI ImageSpec naming `image`, with every other field empty. */
+export function imageSpec(image: string): criV1.ImageSpec {
+  return { image, annotations: {}, userSpecifiedImage: '', runtimeHandler: '', imageRef: '' };
+}

@@ -1,2 +1,2 @@
-export { connectCri, defaultSocket } from './cri-client.js';
+export { connectCri, defaultSocket, imageSpec } from './cri-client.js';
 export type { CriClient } from './cri-client.js';

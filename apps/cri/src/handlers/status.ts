@@ -1,5 +1,5 @@
 import type { BerthConfig } from '@berth/config';
-import type { criV1 } from '@berth/proto';
+import { toJson, type criV1 } from '@berth/proto';
 import { checkNodeHealth } from '../node-health.js';
 import type { Backends } from '../backends.js';
 
@@ -29,7 +29,7 @@ export function createStatusHandler(backends: Backends, config: BerthConfig) {
         : { type: 'NetworkReady', status: network.ready, reason: network.reason, message: network.message };
     const info: Record<string, string> = {};
     if (request.verbose) {
-      info['services'] = JSON.stringify(health, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
+      info['services'] = toJson(health);
       info['config'] = JSON.stringify(config);
     }
     const noFeatures: criV1.RuntimeHandlerFeatures = { recursiveReadOnlyMounts: false, userNamespaces: false };
