@@ -1,7 +1,11 @@
-// Store ingest throughput: a blob written through the store service's
-// internal gRPC API (the real berth-store process, as the image service
-// uses it) against `cp` of the same file plus `sync` on the same disk.
-// Runs alternate (cp, ingest, cp, ingest, ...) so machine drift cancels out.
+// Store ingest throughput through the store service's internal gRPC API
+// (the real berth-store process) against `cp` of the same file plus `sync`
+// on the same disk, three ways: ImportContent of the file (the store copies
+// it in the kernel and hashes the copy while it syncs), an ingest with local
+// writes (the image service's path: the client writes the store's data file,
+// the store hashes what it reports), and an ingest with the bytes streamed
+// over the socket. Runs alternate (cp, import, local, streamed, cp, ...) so
+// machine drift cancels out.
 import { execFileSync, spawn } from 'node:child_process';
 import { createReadStream, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
@@ -13,13 +17,23 @@ import { summarize } from './stats.js';
 
 const repoRoot = resolve(import.meta.dirname, '../..');
 
+interface Timing {
+  median: number;
+  p90: number;
+  /** cp throughput / this: 1.0 is as fast as cp. */
+  ratio: number;
+}
+
 export interface IngestResult {
   bytes: number;
   runs: number;
   cpSeconds: { median: number; p90: number };
-  ingestSeconds: { median: number; p90: number };
-  /** ingest throughput / cp throughput: 1.0 is as fast as cp. */
-  ratio: number;
+  /** ImportContent: the store copies the file in the kernel and verifies the copy. */
+  importSeconds: Timing;
+  /** Ingest with local writes: the client writes the store's data file, the store hashes it (the image service's path). */
+  localWritesSeconds: Timing;
+  /** Ingest with the bytes streamed over the socket (a client that cannot open the store's files). */
+  streamedSeconds: Timing;
 }
 
 async function sha256File(path: string): Promise<string> {
@@ -48,34 +62,62 @@ export async function benchStoreIngest(options: { bytes: number; runs: number; w
   const socket = join(work, 'run/internal/store.sock');
   for (let i = 0; i < 200 && !existsSync(socket); i++) await sleep(50);
   const client = new RemoteStore(`unix://${socket}`, { timeoutMs: 600_000 });
+  const streaming = new RemoteStore(`unix://${socket}`, { timeoutMs: 600_000, localWrites: false });
   const cp: number[] = [];
   const ingest: number[] = [];
+  const streamed: number[] = [];
+  const imported: number[] = [];
+  const timeImport = async (ref: string): Promise<number> => {
+    execFileSync('sync');
+    const t = performance.now();
+    await client.content.importFile(source, { ref, expectedDigest: digest, expectedSize: options.bytes });
+    const seconds = (performance.now() - t) / 1000;
+    await client.content.delete(digest);
+    return seconds;
+  };
+  const timeIngest = async (store: RemoteStore, ref: string): Promise<number> => {
+    execFileSync('sync');
+    const t = performance.now();
+    const w = await store.content.writer({ ref, expectedDigest: digest, expectedSize: options.bytes });
+    for await (const chunk of createReadStream(source, { highWaterMark: 1024 * 1024 })) await w.write(chunk as Buffer);
+    await w.commit();
+    const seconds = (performance.now() - t) / 1000;
+    await store.content.delete(digest);
+    return seconds;
+  };
   try {
     for (let run = 0; run < options.runs; run++) {
       const target = join(work, 'copy.bin');
       execFileSync('sync');
-      let t = performance.now();
+      const t = performance.now();
       execFileSync('cp', [source, target]);
       execFileSync('sync', [target]);
       cp.push((performance.now() - t) / 1000);
       rmSync(target);
 
-      execFileSync('sync');
-      t = performance.now();
-      const w = await client.content.writer({ ref: `bench-${run}`, expectedDigest: digest, expectedSize: options.bytes });
-      for await (const chunk of createReadStream(source, { highWaterMark: 1024 * 1024 })) await w.write(chunk as Buffer);
-      await w.commit();
-      ingest.push((performance.now() - t) / 1000);
-      await client.content.delete(digest);
+      imported.push(await timeImport(`bench-import-${run}`));
+      ingest.push(await timeIngest(client, `bench-${run}`));
+      streamed.push(await timeIngest(streaming, `bench-streamed-${run}`));
     }
   } finally {
     await client.close();
+    await streaming.close();
     store.kill('SIGTERM');
     await new Promise((r) => store.once('exit', r));
     await nats.stop();
     rmSync(work, { recursive: true, force: true });
   }
   const c = summarize(cp);
-  const g = summarize(ingest);
-  return { bytes: options.bytes, runs: options.runs, cpSeconds: { median: c.median, p90: c.p90 }, ingestSeconds: { median: g.median, p90: g.p90 }, ratio: c.median / g.median };
+  const timing = (samples: number[]): Timing => {
+    const s = summarize(samples);
+    return { median: s.median, p90: s.p90, ratio: c.median / s.median };
+  };
+  return {
+    bytes: options.bytes,
+    runs: options.runs,
+    cpSeconds: { median: c.median, p90: c.p90 },
+    importSeconds: timing(imported),
+    localWritesSeconds: timing(ingest),
+    streamedSeconds: timing(streamed),
+  };
 }

@@ -1,7 +1,7 @@
 import { createHash, type Hash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
-import { join } from 'node:path';
+import { constants, createReadStream } from 'node:fs';
+import { copyFile, mkdir, open, readdir, readFile, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
+import { isAbsolute, join } from 'node:path';
 import {
   AlreadyExistsError,
   FailedPreconditionError,
@@ -20,9 +20,9 @@ import {
   validateSize,
   type ContentInfo,
   type ContentStore,
-  type ContentWriter,
   type IngestStatus,
   type Labels,
+  type LocalFileWriter,
   type WriterOptions,
 } from '@berth/store-api';
 import type { RwLock } from './locks.js';
@@ -132,7 +132,7 @@ export class LocalContentStore implements ContentStore {
     await rm(this.blobPath(digest), { force: true });
   }
 
-  async writer(options: WriterOptions): Promise<ContentWriter> {
+  async writer(options: WriterOptions): Promise<LocalFileWriter> {
     const ref = validateName('ingest ref', options.ref);
     const expectedDigest = validateDigest(options.expectedDigest);
     const total = validateSize('expected size', options.expectedSize ?? 0);
@@ -171,6 +171,27 @@ export class LocalContentStore implements ContentStore {
     } catch (err) {
       this.locked.delete(ref);
       throw err;
+    }
+  }
+
+  async importFile(path: string, options: WriterOptions): Promise<ContentInfo> {
+    if (typeof path !== 'string' || !isAbsolute(path)) throw new InvalidArgumentError(`import: the path must be absolute: ${JSON.stringify(path)}`);
+    let source: FileHandle;
+    try {
+      // Non-blocking, so a FIFO cannot hang the open; it is refused below.
+      source = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) throw new NotFoundError(`import: ${path} does not exist`, { cause: err });
+      throw wrap(err, `import ${path}`);
+    }
+    try {
+      const st = await source.stat();
+      if (!st.isFile()) throw new InvalidArgumentError(`import: ${path} is not a regular file`);
+      const writer = (await this.writer(options)) as LocalWriter;
+      // The opened file, not the path again: what was checked is what is copied.
+      return await writer.importFrom(`/proc/self/fd/${source.fd}`, st.size, path);
+    } finally {
+      await source.close();
     }
   }
 
@@ -300,8 +321,12 @@ interface WriterState {
   offset: number;
 }
 
-class LocalWriter implements ContentWriter {
+/** Bytes read per step when hashing a range a local client wrote. */
+const hashChunk = 1024 * 1024;
+
+class LocalWriter implements LocalFileWriter {
   private closed = false;
+  private buffers: [Buffer, Buffer] | undefined;
 
   constructor(
     private readonly store: LocalContentStore,
@@ -317,8 +342,82 @@ class LocalWriter implements ContentWriter {
     return this.s.offset;
   }
 
+  get dataPath(): string {
+    return join(this.s.dir, 'data');
+  }
+
+  /**
+   * A co-located client wrote the data file up to `offset`: read and hash the
+   * new range. Reads run on libuv's thread pool one chunk ahead of the hash,
+   * so reading and hashing overlap.
+   */
+  async advance(offset: number): Promise<void> {
+    this.ensureOpen();
+    if (offset < this.s.offset) throw new FailedPreconditionError(`ingest ${this.s.ref}: written offset ${offset} is behind the ingest's ${this.s.offset}`);
+    if (this.s.total !== 0 && offset > this.s.total) {
+      await this.discard();
+      throw new FailedPreconditionError(`ingest ${this.s.ref}: more data than the expected ${this.s.total} bytes`);
+    }
+    this.buffers ??= [Buffer.allocUnsafe(hashChunk), Buffer.allocUnsafe(hashChunk)];
+    const [a, b] = this.buffers;
+    const read = (buffer: Buffer, at: number): Promise<number> =>
+      at >= offset ? Promise.resolve(0) : this.s.handle.read(buffer, 0, Math.min(hashChunk, offset - at), at).then((r) => r.bytesRead);
+    try {
+      let current = a;
+      let next = b;
+      let pending = read(current, this.s.offset);
+      for (;;) {
+        const n = await pending;
+        if (n === 0) break;
+        const at = this.s.offset + n;
+        pending = read(next, at);
+        this.s.hash.update(current.subarray(0, n));
+        this.s.offset = at;
+        [current, next] = [next, current];
+      }
+    } catch (err) {
+      await this.discard();
+      throw ioError(err, `read ingest ${this.s.ref}`);
+    }
+    if (this.s.offset !== offset) {
+      const got = this.s.offset;
+      await this.discard();
+      throw new FailedPreconditionError(`ingest ${this.s.ref}: written offset ${offset} is past the data file's end (${got} bytes)`);
+    }
+  }
+
   private ensureOpen(): void {
     if (this.closed) throw new FailedPreconditionError(`ingest ${this.s.ref} is closed`);
+  }
+
+  /**
+   * Replaces the ingest's data with a copy of `source` made in the kernel,
+   * then hashes the copy (from the page cache) while it is synced, and
+   * commits. The hash covers the store's own file, so what is committed is
+   * exactly what was verified.
+   */
+  async importFrom(source: string, size: number, name: string): Promise<ContentInfo> {
+    this.ensureOpen();
+    if (this.s.total !== 0 && size !== this.s.total) {
+      await this.discard();
+      throw new FailedPreconditionError(`import ${name}: size mismatch: the file has ${size} bytes, expected ${this.s.total}`);
+    }
+    try {
+      await copyFile(source, this.dataPath);
+      await this.s.handle.chmod(0o644);
+    } catch (err) {
+      await this.discard();
+      throw ioError(err, `import ${name}`);
+    }
+    this.s.hash = createHash(parseDigest(this.s.expectedDigest).algorithm);
+    this.s.offset = 0;
+    const syncing = this.s.handle.sync();
+    try {
+      await this.advance(size);
+    } finally {
+      await syncing.catch(() => undefined);
+    }
+    return this.commit();
   }
 
   async write(data: Uint8Array): Promise<void> {

@@ -9,6 +9,7 @@ import {
   imageFromWire,
   imageToWire,
   ingestToWire,
+  isLocalFileWriter,
   leaseToWire,
   mountsToWire,
   snapshotToWire,
@@ -74,18 +75,23 @@ export function createStoreHandlers(deps: StoreHandlerDeps): Handlers<typeof sto
               labels: o.labels,
               ...(o.leaseId === '' ? {} : { leaseId: o.leaseId }),
             });
-            await send({ offset: BigInt(writer.offset()) });
+            const localPath = o.local && isLocalFileWriter(writer) ? writer.dataPath : '';
+            await send({ offset: BigInt(writer.offset()), localPath });
           } else if (message.write !== undefined) {
             if (writer === undefined) throw new InvalidArgumentError('ingest: write before open');
             if (Number(message.write.offset) !== writer.offset()) {
               throw new FailedPreconditionError(`ingest ${writer.ref}: write at ${message.write.offset}, but the ingest is at ${writer.offset()}`);
             }
             await writer.write(message.write.data);
+          } else if (message.written !== undefined) {
+            if (writer === undefined) throw new InvalidArgumentError('ingest: written before open');
+            if (!isLocalFileWriter(writer)) throw new FailedPreconditionError(`ingest ${writer.ref}: this store does not take local writes`);
+            await writer.advance(Number(message.written.offset));
           } else if (message.commit !== undefined) {
             if (writer === undefined) throw new InvalidArgumentError('ingest: commit before open');
             const info = await writer.commit(message.commit.labels);
             committed = true;
-            await send({ committed: contentToWire(info) });
+            await send({ committed: contentToWire(info), localPath: '' });
             return;
           } else {
             throw new InvalidArgumentError('ingest: empty request');
@@ -96,6 +102,16 @@ export function createStoreHandlers(deps: StoreHandlerDeps): Handlers<typeof sto
         if (writer !== undefined && !committed) await writer.close();
       }
     },
+    importContent: async (r) =>
+      contentToWire(
+        await store.content.importFile(r.path, {
+          ref: r.ref,
+          expectedDigest: r.expectedDigest,
+          expectedSize: Number(r.expectedSize),
+          labels: r.labels,
+          ...(r.leaseId === '' ? {} : { leaseId: r.leaseId }),
+        }),
+      ),
     ingestStatus: async (r) => ingestToWire(await store.content.ingestStatus(r.ref)),
     listIngests: async () => ({ items: (await store.content.listIngests()).map(ingestToWire) }),
     abortIngest: async (r) => (await store.content.abortIngest(r.ref), empty),

@@ -13,6 +13,6 @@ test('the hand-framed ingest write encodes exactly as the generated encoder does
     assert.equal(back.write?.offset, BigInt(offset));
     assert.deepEqual(Buffer.from(back.write!.data), message.write!.data);
   }
-  const open: storeV1.IngestRequest = { open: { ref: 'r', expectedDigest: 'sha256:x', expectedSize: 3n, labels: {}, leaseId: '' } };
+  const open: storeV1.IngestRequest = { open: { ref: 'r', expectedDigest: 'sha256:x', expectedSize: 3n, labels: {}, leaseId: '', local: true } };
   assert.deepEqual(encodeIngestRequest(open), storeV1.StoreService.ingest.requestSerialize(open));
 });

@@ -17,6 +17,7 @@ export type {
   LeaseManager,
   LeaseResource,
   LeaseResourceKind,
+  LocalFileWriter,
   Mount,
   SnapshotInfo,
   SnapshotKind,
@@ -26,7 +27,7 @@ export type {
   Usage,
   WriterOptions,
 } from './types.js';
-export { gcRefContentPrefix, gcRefSnapshot } from './types.js';
+export { gcRefContentPrefix, gcRefSnapshot, isLocalFileWriter } from './types.js';
 export { validateDigest, validateLabels, validateLeaseResource, validateName, validateSize } from './validate.js';
 export {
   contentFromWire,

@@ -1,4 +1,5 @@
-import { InternalError } from '@berth/errors';
+import { open, type FileHandle } from 'node:fs/promises';
+import { InternalError, ResourceExhaustedError, wrap } from '@berth/errors';
 import { storeV1 } from '@berth/proto';
 import { createClient, type BidiCall, type ClientOpts, type PromiseClient } from '@berth/rpc';
 import {
@@ -63,24 +64,56 @@ export function encodeIngestRequest(message: storeV1.IngestRequest): Buffer {
 
 const storeService = { ...storeV1.StoreService, ingest: { ...storeV1.StoreService.ingest, requestSerialize: encodeIngestRequest } };
 
+function localWriteError(err: unknown, ref: string): Error {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (code === 'ENOSPC' || code === 'EDQUOT') return new ResourceExhaustedError(`write ingest ${ref}: no space left on the store's filesystem`, { cause: err });
+  return wrap(err, `write ingest ${ref}`);
+}
+
 /** Bytes per write message: large enough to amortise framing, well under the message limit. */
 const writeChunk = 1024 * 1024;
+/** With local writes, how many bytes are written into the file between reports to the store. */
+const reportEvery = 4 * 1024 * 1024;
 
 class RemoteWriter implements ContentWriter {
   private done = false;
+  private reported: number;
 
+  /**
+   * `file` is the ingest's data file when the store granted local writes and
+   * this process could open it; without it the bytes go over the stream.
+   */
   constructor(
     readonly ref: string,
     private readonly call: BidiCall<storeV1.IngestRequest, storeV1.IngestResponse>,
     private position: number,
     private readonly discard: () => Promise<void>,
-  ) {}
+    private readonly file: FileHandle | undefined,
+  ) {
+    this.reported = position;
+  }
 
   offset(): number {
     return this.position;
   }
 
   async write(data: Uint8Array): Promise<void> {
+    if (this.file !== undefined) {
+      let written = 0;
+      try {
+        while (written < data.length) {
+          const { bytesWritten } = await this.file.write(data, written, data.length - written, this.position + written);
+          written += bytesWritten;
+        }
+      } catch (err) {
+        // Nothing half-made stays: the ingest is discarded, as the store does when its own write fails.
+        await this.abort().catch(() => undefined);
+        throw localWriteError(err, this.ref);
+      }
+      this.position += data.length;
+      if (this.position - this.reported >= reportEvery) await this.report();
+      return;
+    }
     for (let i = 0; i < data.length; i += writeChunk) {
       const chunk = data.subarray(i, Math.min(i + writeChunk, data.length));
       await this.call.send({ write: { offset: BigInt(this.position), data: Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength) } });
@@ -88,7 +121,17 @@ class RemoteWriter implements ContentWriter {
     }
   }
 
+  /** Tells the store how far the data file is written, so it hashes that much while this side writes on. */
+  private async report(): Promise<void> {
+    this.reported = this.position;
+    await this.call.send({ written: { offset: BigInt(this.position) } });
+  }
+
   async commit(labels?: Labels): Promise<ContentInfo> {
+    if (this.file !== undefined) {
+      await this.file.close();
+      if (this.position !== this.reported) await this.report();
+    }
     await this.call.send({ commit: { labels: labels ?? {} } });
     this.call.end();
     this.done = true;
@@ -100,6 +143,11 @@ class RemoteWriter implements ContentWriter {
   async close(): Promise<void> {
     if (this.done) return;
     this.done = true;
+    if (this.file !== undefined) {
+      await this.file.close().catch(() => undefined);
+      // What was written and not yet reported still counts for a resume: report it.
+      if (this.position !== this.reported) await this.report().catch(() => undefined);
+    }
     this.call.end();
     // Wait for the server to finish, so the ref is free when close resolves.
     await this.call.next().catch(() => undefined);
@@ -120,8 +168,15 @@ export class RemoteStore implements Store {
   readonly snapshots: Snapshotter;
   private readonly client: StoreClient;
 
-  constructor(address: string, options: ClientOpts = {}) {
-    const client = createClient(storeService, address, options);
+  /**
+   * `localWrites` (default true) asks the store for local writes on each
+   * ingest: when the store grants them and this process can open the data
+   * file, blob bytes are written straight into the store's file instead of
+   * crossing the socket.
+   */
+  constructor(address: string, options: ClientOpts & { localWrites?: boolean } = {}) {
+    const { localWrites = true, ...clientOptions } = options;
+    const client = createClient(storeService, address, clientOptions);
     this.client = client;
     this.content = {
       info: async (digest) => contentFromWire(await client.getContentInfo({ digest })),
@@ -132,12 +187,32 @@ export class RemoteStore implements Store {
       writer: async (options: WriterOptions): Promise<ContentWriter> => {
         const call = client.ingest();
         await call.send({
-          open: { ref: options.ref, expectedDigest: options.expectedDigest, expectedSize: BigInt(options.expectedSize ?? 0), labels: options.labels ?? {}, leaseId: options.leaseId ?? '' },
+          open: {
+            ref: options.ref,
+            expectedDigest: options.expectedDigest,
+            expectedSize: BigInt(options.expectedSize ?? 0),
+            labels: options.labels ?? {},
+            leaseId: options.leaseId ?? '',
+            local: localWrites,
+          },
         });
         const opened = await call.next();
         if (opened?.offset === undefined) throw new InternalError(`ingest ${options.ref}: the store did not answer the open`);
-        return new RemoteWriter(options.ref, call, Number(opened.offset), async () => void (await client.abortIngest({ ref: options.ref })));
+        // A store in another mount namespace or on another host: its path is not ours, so stream.
+        const file = opened.localPath === '' ? undefined : await open(opened.localPath, 'r+').catch(() => undefined);
+        return new RemoteWriter(options.ref, call, Number(opened.offset), async () => void (await client.abortIngest({ ref: options.ref })), file);
       },
+      importFile: async (path, options) =>
+        contentFromWire(
+          await client.importContent({
+            path,
+            ref: options.ref,
+            expectedDigest: options.expectedDigest,
+            expectedSize: BigInt(options.expectedSize ?? 0),
+            labels: options.labels ?? {},
+            leaseId: options.leaseId ?? '',
+          }),
+        ),
       ingestStatus: async (ref): Promise<IngestStatus> => ingestFromWire(await client.ingestStatus({ ref })),
       listIngests: async () => (await client.listIngests({})).items.map(ingestFromWire),
       abortIngest: async (ref) => void (await client.abortIngest({ ref })),

@@ -136,6 +136,36 @@ export function storeTestSuite(name: string, open: () => Promise<StoreUnderTest>
       await assert.rejects(store.content.writer({ ref: 'r-again', expectedDigest: digest }), category('already-exists'));
     });
 
+    test('a file on the store host is imported, verified, and refused when it is not what was promised', async () => {
+      const dir = mkdtempSync('/var/tmp/berth-import-');
+      try {
+        const data = Buffer.from('imported by path\n'.repeat(5000));
+        const file = join(dir, 'blob');
+        writeFileSync(file, data, { mode: 0o600 });
+        const info = await store.content.importFile(file, { ref: 'r-import', expectedDigest: sha256Digest(data), expectedSize: data.length, labels: { from: 'file' } });
+        assert.equal(info.digest, sha256Digest(data));
+        assert.equal(info.size, data.length);
+        assert.deepEqual(info.labels, { from: 'file' });
+        assert.equal(await readAll(store, info.digest), data.toString());
+        await store.content.delete(info.digest);
+
+        const other = sha256Digest('something else');
+        await assert.rejects(store.content.importFile(file, { ref: 'r-import-bad', expectedDigest: other }), (e: Error) => isCategory(e, 'failed-precondition') && /digest mismatch/.test(e.message));
+        await assert.rejects(store.content.importFile(file, { ref: 'r-import-size', expectedDigest: sha256Digest(data), expectedSize: 3 }), (e: Error) => isCategory(e, 'failed-precondition') && /size mismatch/.test(e.message));
+        await assert.rejects(store.content.info(other), category('not-found'));
+        await assert.rejects(store.content.info(sha256Digest(data)), category('not-found'));
+        assert.deepEqual((await store.content.listIngests()).filter((i) => i.ref.startsWith('r-import')), [], 'refused imports leave no ingest');
+
+        await assert.rejects(store.content.importFile('relative/path', { ref: 'r-import-rel', expectedDigest: other }), category('invalid-argument'));
+        await assert.rejects(store.content.importFile(join(dir, 'missing'), { ref: 'r-import-missing', expectedDigest: other }), category('not-found'));
+        await assert.rejects(store.content.importFile(dir, { ref: 'r-import-dir', expectedDigest: other }), (e: Error) => isCategory(e, 'invalid-argument') && /not a regular file/.test(e.message));
+        execFileSync('mkfifo', [join(dir, 'fifo')]);
+        await assert.rejects(store.content.importFile(join(dir, 'fifo'), { ref: 'r-import-fifo', expectedDigest: other }), (e: Error) => isCategory(e, 'invalid-argument') && /not a regular file/.test(e.message));
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
     test('an aborted ingest is gone', async () => {
       const w = await store.content.writer({ ref: 'r-abort', expectedDigest: sha256Digest('x') });
       await w.write(Buffer.from('x'));

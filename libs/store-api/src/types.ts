@@ -64,10 +64,28 @@ export interface ContentWriter {
   abort(): Promise<void>;
 }
 
+/**
+ * A writer whose data file a co-located client may fill itself (the store's
+ * local-write path): the client writes the bytes into `dataPath` and calls
+ * `advance` with how far it got; the store reads and hashes that range.
+ */
+export interface LocalFileWriter extends ContentWriter {
+  readonly dataPath: string;
+  advance(offset: number): Promise<void>;
+}
+
+export const isLocalFileWriter = (w: ContentWriter): w is LocalFileWriter => 'advance' in w && typeof (w as LocalFileWriter).advance === 'function';
+
 /** Writes blobs. */
 export interface ContentIngester {
   /** Opens (or resumes) the ingest `ref`; `unavailable` while another writer holds it. */
   writer(options: WriterOptions): Promise<ContentWriter>;
+  /**
+   * Makes the regular file at `path` (absolute, on the store's host) a blob,
+   * verified like any ingest: `failed-precondition` on a size or digest
+   * mismatch, with nothing left behind.
+   */
+  importFile(path: string, options: WriterOptions): Promise<ContentInfo>;
 }
 
 /** Watches and cancels ingests in progress. */
