@@ -19,7 +19,8 @@ export interface Backends {
 
 export function connectBackends(config: BerthConfig, bus: Bus): Backends {
   const store = createClient(storeV1.StoreService, `unix://${internalSocket(config, 'store')}`);
-  const executor = createClient(executorV1.ExecutorService, `unix://${internalSocket(config, 'executor')}`);
+  // Pod and container calls may pull the sandbox image or wait out a stop timeout: the kubelet's own deadline governs them.
+  const executor = createClient(executorV1.ExecutorService, `unix://${internalSocket(config, 'executor')}`, { timeoutMs: 60 * 60 * 1000 });
   const images = new RemoteStore(`unix://${internalSocket(config, 'store')}`, { timeoutMs: 60_000 });
   return {
     store,

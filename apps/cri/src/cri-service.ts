@@ -15,6 +15,29 @@ export interface CriServiceDeps {
   version: string;
 }
 
+/**
+ * Pods and containers are the executor's: these RPCs go to it as they are
+ * (its internal API takes the CRI's messages). The executor client allows
+ * an hour per call; the kubelet's deadline is the one that matters.
+ */
+function forwardToExecutor(backends: Backends) {
+  const e = backends.executor;
+  return {
+    runPodSandbox: (r: criV1.RunPodSandboxRequest) => e.runPodSandbox(r),
+    stopPodSandbox: (r: criV1.StopPodSandboxRequest) => e.stopPodSandbox(r),
+    removePodSandbox: (r: criV1.RemovePodSandboxRequest) => e.removePodSandbox(r),
+    podSandboxStatus: (r: criV1.PodSandboxStatusRequest) => e.podSandboxStatus(r),
+    listPodSandbox: (r: criV1.ListPodSandboxRequest) => e.listPodSandbox(r),
+    createContainer: (r: criV1.CreateContainerRequest) => e.createContainer(r),
+    startContainer: (r: criV1.StartContainerRequest) => e.startContainer(r),
+    stopContainer: (r: criV1.StopContainerRequest) => e.stopContainer(r),
+    removeContainer: (r: criV1.RemoveContainerRequest) => e.removeContainer(r),
+    containerStatus: (r: criV1.ContainerStatusRequest) => e.containerStatus(r),
+    listContainers: (r: criV1.ListContainersRequest) => e.listContainers(r),
+    execSync: (r: criV1.ExecSyncRequest) => e.execSync(r),
+  } satisfies Handlers<typeof criV1.RuntimeServiceService>;
+}
+
 const unimplemented = (method: string): string => `berth does not implement ${method} yet`;
 
 /**
@@ -28,6 +51,7 @@ export function createCriServices(deps: CriServiceDeps) {
     version: createVersionHandler(deps.version),
     status: createStatusHandler(deps.backends, deps.config),
     runtimeConfig: createRuntimeConfigHandler(deps.backends),
+    ...forwardToExecutor(deps.backends),
   };
   const image: Handlers<typeof criV1.ImageServiceService> = {
     pullImage: createPullImageHandler(deps.backends),

@@ -1,33 +1,80 @@
 // Composition root of berth-executor: the service that owns pods and
 // containers (runc, conmon, CNI). Everything is wired here.
-import { internalSocket } from '@berth/config';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { builtinSandboxImage, internalSocket } from '@berth/config';
 import { runDaemon, serveGrpc } from '@berth/daemon';
 import { executorV1 } from '@berth/proto';
-import { buildService } from '@berth/rpc';
+import { buildService, type Handlers } from '@berth/rpc';
+import { RemoteStore } from '@berth/store-api';
 import { detectCgroupVersion, resolveCgroupDriver } from './cgroups.js';
 import { checkCniConfig } from './cni-config.js';
+import { Containers } from './containers.js';
+import type { ExecutorContext } from './context.js';
+import { ImageResolver } from './images.js';
+import { Pods } from './pods.js';
+import { RecordStore, type ContainerRecord, type PodRecord } from './records.js';
+import { OciRuntime } from './runtime.js';
 import { probeOciRuntime } from './runtime-info.js';
 
 await runDaemon({
   service: 'executor',
   async start(ctx) {
-    const cgroupDriver = resolveCgroupDriver(ctx.config.cgroupDriver);
+    const { config } = ctx;
+    const cgroupDriver = resolveCgroupDriver(config.cgroupDriver);
     const cgroupVersion = detectCgroupVersion();
-    const runtime = await probeOciRuntime(ctx.config.runtimePath);
-    if (!runtime.ready) ctx.logger.warn({ runtime }, 'OCI runtime not usable');
-    ctx.logger.info({ cgroupDriver, cgroupVersion, runtime: runtime.version }, 'node facts');
-    const network = () => checkCniConfig(ctx.config.cni.confDir, ctx.config.cni.binDirs);
-    const handlers = {
-      info: async () => ({
-        version: ctx.version,
-        pid: process.pid,
-        cgroupDriver,
-        cgroupVersion,
-        runtime,
-        network: await network(),
-      }),
+    const runtimeInfo = await probeOciRuntime(config.runtimePath);
+    if (!runtimeInfo.ready) ctx.logger.warn({ runtime: runtimeInfo }, 'OCI runtime not usable');
+    ctx.logger.info({ cgroupDriver, cgroupVersion, runtime: runtimeInfo.version }, 'node facts');
+    const network = () => checkCniConfig(config.cni.confDir, config.cni.binDirs);
+
+    const run = join(config.runDir, 'executor');
+    const runtimes = new Map<string, OciRuntime>();
+    for (const [handler, binary] of Object.entries({ '': config.runtimePath, runc: config.runtimePath, ...config.runtimes })) {
+      const name = handler === '' ? 'default' : handler;
+      runtimes.set(handler, new OciRuntime({ binary, root: join(run, 'runtime', name), conmon: config.conmonPath, exitDir: join(run, 'exits'), attachDir: join(run, 'attach') }));
+    }
+    for (const r of runtimes.values()) await r.init();
+    const store = new RemoteStore(`unix://${internalSocket(config, 'store')}`, { timeoutMs: 10 * 60 * 1000 });
+    ctx.onShutdown(() => store.close());
+    const pods = new RecordStore<PodRecord>(join(config.stateDir, 'executor', 'pod-records'));
+    const containerRecords = new RecordStore<ContainerRecord>(join(config.stateDir, 'executor', 'container-records'));
+    await pods.load();
+    await containerRecords.load();
+    const context: ExecutorContext = {
+      config,
+      logger: ctx.logger,
+      paths: { podsDir: join(config.stateDir, 'executor', 'pods'), containersDir: join(config.stateDir, 'executor', 'containers'), nsDir: join(run, 'ns'), scratchDir: join(run, 'scratch') },
+      cgroupDriver,
+      minOomScoreAdj: Number(readFileSync('/proc/self/oom_score_adj', 'utf8').trim()) || 0,
+      store,
+      images: new ImageResolver(store, ctx.bus, config.sandboxImage || builtinSandboxImage(ctx.version), config.sandboxImage === ''),
+      pods,
+      containerRecords,
+      containers: { stopAllOf: async () => undefined, removeAllOf: async () => undefined },
+      runtimeFor: (handler) => runtimes.get(handler),
     };
-    await serveGrpc(ctx, internalSocket(ctx.config, 'executor'), [buildService(executorV1.ExecutorService, handlers, { logger: ctx.logger, service: 'executor' })]);
-    return async () => ({ runtime: runtime.ready ? { ok: true } : { ok: false, message: runtime.message } });
+    const podManager = new Pods(context);
+    const containers = new Containers(context, podManager);
+    context.containers = containers;
+    ctx.logger.info({ pods: pods.items.size, containers: containerRecords.items.size }, 'records loaded');
+
+    const handlers: Handlers<typeof executorV1.ExecutorService> = {
+      info: async () => ({ version: ctx.version, pid: process.pid, cgroupDriver, cgroupVersion, runtime: runtimeInfo, network: await network() }),
+      runPodSandbox: (r) => podManager.run(r),
+      stopPodSandbox: async (r) => (await podManager.stop(r.podSandboxId), {}),
+      removePodSandbox: async (r) => (await podManager.remove(r.podSandboxId), {}),
+      podSandboxStatus: async (r) => podManager.toStatus(podManager.get(r.podSandboxId), r.verbose),
+      listPodSandbox: async (r) => ({ items: await podManager.list(r.filter) }),
+      createContainer: (r) => containers.create(r),
+      startContainer: async (r) => (await containers.start(r.containerId), {}),
+      stopContainer: async (r) => (await containers.stop(r.containerId, Number(r.timeout)), {}),
+      removeContainer: async (r) => (await containers.remove(r.containerId), {}),
+      containerStatus: async (r) => containers.status(r.containerId, r.verbose),
+      listContainers: async (r) => ({ containers: await containers.list(r.filter) }),
+      execSync: (r) => containers.execSync(r),
+    };
+    await serveGrpc(ctx, internalSocket(config, 'executor'), [buildService(executorV1.ExecutorService, handlers, { logger: ctx.logger, service: 'executor' })]);
+    return async () => ({ runtime: runtimeInfo.ready ? { ok: true } : { ok: false, message: runtimeInfo.message } });
   },
 });

@@ -62,8 +62,12 @@ export const configSchema = z
       .prefault({}),
     /** `auto` uses systemd when it is PID 1's init, cgroupfs otherwise. */
     cgroupDriver: z.enum(['auto', 'cgroupfs', 'systemd']).default('auto'),
-    /** The OCI runtime binary for the default handler. */
+    /** The OCI runtime binary for the default handler (and the `runc` handler). */
     runtimePath: z.string().default('runc'),
+    /** More runtime handlers (the CRI's `runtime_handler`): name → OCI runtime binary. */
+    runtimes: z.record(z.string().regex(/^[a-z0-9][a-z0-9_.-]*$/), z.string().min(1)).default({ crun: 'crun' }),
+    /** conmon, the per-container monitor. */
+    conmonPath: z.string().default('conmon'),
     /** The pod sandbox image: empty for Berth's built-in one, or an image reference. */
     sandboxImage: z.string().default(''),
     observability: z

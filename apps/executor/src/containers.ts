@@ -1,0 +1,387 @@
+// Containers: config.json from the CRI config and the image, a rootfs
+// snapshot, conmon for logs and the exit code; status from the records,
+// the runtime and conmon's exit files.
+import { lstat, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { dirname, isAbsolute, join, normalize } from 'node:path';
+import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from '@berth/errors';
+import type { criV1 } from '@berth/proto';
+import type { ExecutorContext } from './context.js';
+import { buildSpec, capabilities, type MountSpec, type LinuxSpec } from './oci-spec.js';
+import { cgroupsPath, newId, nowNanos, type Pods } from './pods.js';
+import type { ContainerRecord, PodRecord } from './records.js';
+import { mountRootfs, unmountRootfs } from './rootfs.js';
+import { resolveUser } from './user.js';
+
+const propagationOption = ['rprivate', 'rslave', 'rshared'];
+const maxExecOutput = 16 * 1024 * 1024;
+
+/** The kubelet's rule: CRI command replaces the entrypoint, CRI args replace the image's cmd. */
+export function processArgs(command: string[], args: string[], entrypoint: string[], cmd: string[]): string[] {
+  if (command.length > 0) return [...command, ...args];
+  if (args.length > 0) return [...entrypoint, ...args];
+  return [...entrypoint, ...cmd];
+}
+
+/** Image env then CRI env; a later value for a name replaces the earlier one in place. */
+export function mergeEnv(image: string[], cri: { key: string; value: string }[]): string[] {
+  const out = new Map<string, string>();
+  for (const e of image) {
+    const i = e.indexOf('=');
+    out.set(i < 0 ? e : e.slice(0, i), i < 0 ? '' : e.slice(i + 1));
+  }
+  for (const { key, value } of cri) {
+    if (key === '' || key.includes('=') || key.includes('\0')) throw new InvalidArgumentError(`environment variable name ${JSON.stringify(key)} is invalid`);
+    out.set(key, value);
+  }
+  return [...out].map(([k, v]) => `${k}=${v}`);
+}
+
+async function deviceSpec(d: criV1.Device): Promise<NonNullable<LinuxSpec['devices']>[number]> {
+  if (!isAbsolute(d.hostPath) || !isAbsolute(d.containerPath)) throw new InvalidArgumentError(`device ${d.hostPath} → ${d.containerPath}: paths must be absolute`);
+  const st = await stat(d.hostPath).catch(() => undefined);
+  if (st === undefined) throw new NotFoundError(`device ${d.hostPath} does not exist`);
+  const type = st.isCharacterDevice() ? 'c' : st.isBlockDevice() ? 'b' : undefined;
+  if (type === undefined) throw new InvalidArgumentError(`${d.hostPath} is not a device`);
+  const rdev = Number(st.rdev);
+  const major = ((rdev >> 8) & 0xfff) | ((rdev >> 32) & ~0xfff);
+  const minor = (rdev & 0xff) | ((rdev >> 12) & ~0xff);
+  return { path: d.containerPath, type, major, minor, fileMode: st.mode & 0o777, uid: st.uid, gid: st.gid };
+}
+
+export class Containers {
+  constructor(
+    private readonly ctx: ExecutorContext,
+    private readonly pods: Pods,
+  ) {}
+
+  get(id: string): ContainerRecord {
+    const c = this.ctx.containerRecords.get(id) ?? this.ctx.containerRecords.all().find((r) => id.length >= 6 && r.id.startsWith(id));
+    if (c === undefined) throw new NotFoundError(`container ${JSON.stringify(id)} not found`);
+    return c;
+  }
+
+  private runtime(pod: PodRecord | undefined) {
+    return this.ctx.runtimeFor(pod?.runtimeHandler ?? '')!;
+  }
+
+  async create(request: criV1.CreateContainerRequest): Promise<criV1.CreateContainerResponse> {
+    const config = request.config;
+    if (config === undefined || config.metadata === undefined || config.metadata.name === '') throw new InvalidArgumentError('CreateContainer needs config.metadata.name');
+    const pod = this.pods.get(request.podSandboxId);
+    if (!(await this.pods.ready(pod))) throw new FailedPreconditionError(`pod sandbox ${pod.id} is not ready`);
+    const meta = config.metadata;
+    const taken = this.ctx.containerRecords.all().find((c) => c.podId === pod.id && c.name === meta.name && c.attempt === meta.attempt);
+    if (taken !== undefined) throw new AlreadyExistsError(`container ${meta.name} attempt ${meta.attempt} already exists in pod ${pod.id} as ${taken.id}`);
+    const image = await this.ctx.images.resolve(config.image?.image ?? '');
+    const linux = config.linux;
+    const sc = linux?.securityContext;
+    let logPath = '';
+    if (config.logPath !== '') {
+      if (pod.logDirectory === '') throw new InvalidArgumentError('log_path is set but the pod has no log_directory');
+      const rel = normalize(config.logPath);
+      if (isAbsolute(rel) || rel.startsWith('..')) throw new InvalidArgumentError(`log_path ${JSON.stringify(config.logPath)} must stay inside the pod's log directory`);
+      logPath = join(pod.logDirectory, rel);
+    }
+    const id = newId();
+    const dir = join(this.ctx.paths.containersDir, id);
+    const rootfs = join(dir, 'rootfs');
+    const snapshotKey = `ctr-${id}`;
+    const undo: (() => Promise<unknown>)[] = [];
+    try {
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      undo.push(() => rm(dir, { recursive: true, force: true }));
+      await mountRootfs(this.ctx, snapshotKey, image.record.topChainId, rootfs);
+      undo.push(() => unmountRootfs(this.ctx, snapshotKey, rootfs));
+      const imageConfig = image.config.config ?? {};
+      const user = await resolveUser(rootfs, {
+        ...(sc?.runAsUser !== undefined ? { uid: Number(sc.runAsUser.value) } : {}),
+        ...(sc?.runAsUsername ? { username: sc.runAsUsername } : {}),
+        ...(sc?.runAsGroup !== undefined ? { gid: Number(sc.runAsGroup.value) } : {}),
+        imageUser: imageConfig.User ?? '',
+        extraGids: (sc?.supplementalGroups ?? []).map(Number),
+      });
+      const args = processArgs(config.command, config.args, imageConfig.Entrypoint ?? [], imageConfig.Cmd ?? []);
+      if (args.length === 0) throw new InvalidArgumentError(`no command: the image ${image.name} has no entrypoint or cmd and the request gives none`);
+      const env = mergeEnv(imageConfig.Env ?? [], config.envs.map((e) => ({ key: e.key, value: Buffer.from(e.value).toString('utf8') })));
+      if (!env.some((e) => e.startsWith('PATH='))) env.unshift('PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin');
+      if (!env.some((e) => e.startsWith('HOSTNAME='))) env.push(`HOSTNAME=${pod.hostname}`);
+      if (!env.some((e) => e.startsWith('HOME='))) env.push(`HOME=${user.home}`);
+      const cwd = config.workingDir || imageConfig.WorkingDir || '/';
+      if (!isAbsolute(cwd)) throw new InvalidArgumentError(`working dir ${JSON.stringify(cwd)} must be absolute`);
+
+      const mounts: MountSpec[] = [];
+      const targets = new Set<string>();
+      for (const m of config.mounts) {
+        if (!isAbsolute(m.containerPath)) throw new InvalidArgumentError(`mount target ${JSON.stringify(m.containerPath)} must be absolute`);
+        if (!isAbsolute(m.hostPath)) throw new InvalidArgumentError(`mount source ${JSON.stringify(m.hostPath)} must be absolute`);
+        // Never created: a missing source (or one only reachable through a dangling link) is the caller's error.
+        const st = await stat(m.hostPath).catch(() => undefined);
+        if (st === undefined) throw new InvalidArgumentError(`mount source ${m.hostPath} does not exist`);
+        const options = ['rbind', propagationOption[m.propagation] ?? 'rprivate', ...(m.readonly ? ['ro'] : [])];
+        mounts.push({ destination: m.containerPath, type: 'bind', source: m.hostPath, options });
+        targets.add(normalize(m.containerPath));
+      }
+      const podFile = (name: string, target: string) => {
+        if (!targets.has(target)) mounts.push({ destination: target, type: 'bind', source: join(pod.dir, name), options: ['rbind', 'rprivate', ...(sc?.readonlyRootfs ? ['ro'] : [])] });
+      };
+      podFile('hosts', '/etc/hosts');
+      podFile('resolv.conf', '/etc/resolv.conf');
+      if (!pod.hostNetwork) podFile('hostname', '/etc/hostname');
+      if (!targets.has('/dev/shm')) {
+        mounts.push(pod.hostIpc ? { destination: '/dev/shm', type: 'bind', source: '/dev/shm', options: ['rbind', 'rprivate'] } : { destination: '/dev/shm', type: 'bind', source: join(pod.dir, 'shm'), options: ['rbind', 'rprivate'] });
+      }
+
+      const nsMode = sc?.namespaceOptions;
+      const namespaces: { type: string; path?: string }[] = [{ type: 'mount' }];
+      if (pod.namespacePaths.net) namespaces.push({ type: 'network', path: pod.namespacePaths.net });
+      if (pod.namespacePaths.uts) namespaces.push({ type: 'uts', path: pod.namespacePaths.uts });
+      if (pod.namespacePaths.ipc) namespaces.push({ type: 'ipc', path: pod.namespacePaths.ipc });
+      const pidMode = nsMode?.pid ?? pod.pidMode;
+      if (pidMode === 0) namespaces.push({ type: 'pid', path: `/proc/${pod.pausePid}/ns/pid` });
+      else if (pidMode === 1) namespaces.push({ type: 'pid' });
+      else if (pidMode === 3) {
+        const target = this.get(nsMode?.targetId ?? '');
+        if (target.podId !== pod.id) throw new InvalidArgumentError(`target container ${target.id} is not in pod ${pod.id}`);
+        namespaces.push({ type: 'pid', path: `/proc/${target.pid}/ns/pid` });
+      }
+
+      const devices = await Promise.all(config.devices.map(deviceSpec));
+      const privileged = sc?.privileged ?? false;
+      const caps = capabilities(sc?.capabilities?.addCapabilities ?? [], sc?.capabilities?.dropCapabilities ?? [], privileged);
+      const spec = buildSpec({
+        args,
+        env,
+        cwd,
+        user,
+        terminal: config.tty,
+        namespaces,
+        cgroupsPath: cgroupsPath(this.ctx, pod.cgroupParent, id),
+        readonlyRootfs: sc?.readonlyRootfs ?? false,
+        mounts,
+        privileged,
+        capabilities: caps,
+        noNewPrivileges: sc?.noNewPrivs ?? false,
+        ...(sc !== undefined && sc.maskedPaths.length > 0 ? { maskedPaths: sc.maskedPaths } : {}),
+        ...(sc !== undefined && sc.readonlyPaths.length > 0 ? { readonlyPaths: sc.readonlyPaths } : {}),
+        resources: linux?.resources,
+        minOomScoreAdj: this.ctx.minOomScoreAdj,
+        seccomp: sc?.seccomp,
+        seccompProfilePath: sc?.seccompProfilePath ?? '',
+        localhostSeccomp: (path) => {
+          throw new InvalidArgumentError(`seccomp profile ${path}: Localhost profiles are read at container creation; give an absolute path`);
+        },
+        devices,
+      });
+      const localhost = sc?.seccomp?.profileType === 2 ? sc.seccomp.localhostRef : sc?.seccompProfilePath?.startsWith('localhost/') ? sc.seccompProfilePath.slice(10) : undefined;
+      if (localhost !== undefined && !privileged) {
+        if (!isAbsolute(localhost)) throw new InvalidArgumentError(`seccomp profile ${JSON.stringify(localhost)} must be an absolute path`);
+        const text = await readFile(localhost, 'utf8').catch(() => {
+          throw new NotFoundError(`seccomp profile ${localhost} not found`);
+        });
+        try {
+          spec.linux.seccomp = JSON.parse(text) as unknown;
+        } catch {
+          throw new InvalidArgumentError(`seccomp profile ${localhost} is not valid JSON`);
+        }
+      }
+      await writeFile(join(dir, 'config.json'), JSON.stringify(spec));
+      if (logPath === '') logPath = join(dir, 'container.log');
+      await mkdir(dirname(logPath), { recursive: true, mode: 0o755 });
+      const record: ContainerRecord = {
+        id,
+        podId: pod.id,
+        name: meta.name,
+        attempt: meta.attempt,
+        labels: config.labels,
+        annotations: config.annotations,
+        image: config.image?.image ?? '',
+        imageId: image.record.id,
+        imageName: image.name,
+        createdAt: nowNanos(),
+        startedAt: '0',
+        finishedAt: '0',
+        exitCode: 0,
+        reason: '',
+        message: '',
+        state: 'created',
+        logPath,
+        mounts: config.mounts.map((m) => ({ containerPath: m.containerPath, hostPath: m.hostPath, readonly: m.readonly, propagation: m.propagation })),
+        dir,
+        snapshotKey,
+        stopSignal: imageConfig.StopSignal ?? '',
+        pid: 0,
+        tty: config.tty,
+        stdin: config.stdin,
+        process: { env, cwd, user: spec.process.user, capabilities: spec.process.capabilities, noNewPrivileges: spec.process.noNewPrivileges ?? false },
+        resources: spec.linux.resources,
+      };
+      const runtime = this.runtime(pod);
+      record.pid = await runtime.createMonitored(id, dir, { logPath, name: `${meta.name}_${pod.name}_${pod.namespace}_${pod.uid}_${meta.attempt}`, stdin: config.stdin, tty: config.tty });
+      undo.push(() => runtime.delete(id));
+      await this.ctx.containerRecords.put(record);
+      return { containerId: id };
+    } catch (err) {
+      for (const step of undo.reverse()) await step().catch((e: unknown) => this.ctx.logger.warn({ err: e, container: id }, 'cleanup after a failed CreateContainer'));
+      throw err;
+    }
+  }
+
+  async start(id: string): Promise<void> {
+    const c = this.get(id);
+    await this.refresh(c);
+    if (c.state !== 'created') throw new FailedPreconditionError(`container ${c.id} is ${c.state}, not created`);
+    await this.runtime(this.ctx.pods.get(c.podId)).start(c.id);
+    c.state = 'running';
+    c.startedAt = nowNanos();
+    await this.ctx.containerRecords.put(c);
+  }
+
+  /** Brings a record up to date with conmon's exit file and the runtime. */
+  async refresh(c: ContainerRecord): Promise<ContainerRecord> {
+    if (c.state === 'exited') return c;
+    const runtime = this.runtime(this.ctx.pods.get(c.podId));
+    const exit = await runtime.exitCode(c.id);
+    if (exit === undefined) {
+      // No exit file and no runtime state: the node rebooted or conmon was killed.
+      if ((await runtime.state(c.id)) !== undefined) return c;
+      Object.assign(c, { state: 'exited', exitCode: 255, reason: 'Unknown', message: 'the container was lost (no runtime state, no exit code)', finishedAt: nowNanos() });
+    } else {
+      const oom = await lstat(join(c.dir, 'persist', 'oom')).then(() => true, () => false);
+      Object.assign(c, {
+        state: 'exited',
+        exitCode: exit.code,
+        finishedAt: (BigInt(exit.at.getTime()) * 1_000_000n).toString(),
+        reason: oom ? 'OOMKilled' : exit.code === 0 ? 'Completed' : 'Error',
+      });
+      if (c.startedAt === '0') c.startedAt = c.finishedAt;
+    }
+    await this.ctx.containerRecords.put(c);
+    return c;
+  }
+
+  private async waitExit(c: ContainerRecord, ms: number): Promise<boolean> {
+    const runtime = this.runtime(this.ctx.pods.get(c.podId));
+    const until = Date.now() + ms;
+    for (;;) {
+      if ((await runtime.exitCode(c.id)) !== undefined) return true;
+      const state = await runtime.state(c.id);
+      if (state === undefined || state.status === 'stopped') {
+        // conmon writes the exit file right after the process goes; give it a moment.
+        if ((await runtime.exitCode(c.id)) !== undefined || Date.now() > until) return true;
+      }
+      if (Date.now() > until) return false;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  async stop(id: string, timeoutSeconds: number): Promise<void> {
+    const c = this.get(id);
+    await this.refresh(c);
+    if (c.state === 'exited') return;
+    const runtime = this.runtime(this.ctx.pods.get(c.podId));
+    if (c.state === 'created') {
+      // Never started: there is nothing to signal gracefully.
+      await runtime.kill(c.id, 'KILL').catch(() => undefined);
+    } else if (timeoutSeconds > 0) {
+      await runtime.kill(c.id, c.stopSignal || 'TERM').catch(() => undefined);
+      if (await this.waitExit(c, timeoutSeconds * 1000)) {
+        await this.refresh(c);
+        return;
+      }
+    }
+    await runtime.kill(c.id, 'KILL', true).catch(() => undefined);
+    await this.waitExit(c, 10_000);
+    await this.refresh(c);
+  }
+
+  async remove(id: string): Promise<void> {
+    let c: ContainerRecord;
+    try {
+      c = this.get(id);
+    } catch {
+      return; // idempotent
+    }
+    await this.stop(c.id, 0);
+    await this.runtime(this.ctx.pods.get(c.podId)).delete(c.id);
+    await unmountRootfs(this.ctx, c.snapshotKey, join(c.dir, 'rootfs'));
+    await rm(join(this.runtime(this.ctx.pods.get(c.podId)).paths.exitDir, c.id), { force: true });
+    await rm(c.dir, { recursive: true, force: true });
+    await this.ctx.containerRecords.delete(c.id);
+  }
+
+  async stopAllOf(podId: string): Promise<void> {
+    for (const c of this.ctx.containerRecords.all()) if (c.podId === podId) await this.stop(c.id, 0);
+  }
+
+  async removeAllOf(podId: string): Promise<void> {
+    for (const c of this.ctx.containerRecords.all()) if (c.podId === podId) await this.remove(c.id);
+  }
+
+  private criState(c: ContainerRecord): criV1.ContainerState {
+    return c.state === 'created' ? 0 : c.state === 'running' ? 1 : 2;
+  }
+
+  async status(id: string, verbose: boolean): Promise<criV1.ContainerStatusResponse> {
+    const c = await this.refresh(this.get(id));
+    return {
+      status: {
+        id: c.id,
+        metadata: { name: c.name, attempt: c.attempt },
+        state: this.criState(c),
+        createdAt: BigInt(c.createdAt),
+        startedAt: BigInt(c.startedAt),
+        finishedAt: BigInt(c.finishedAt),
+        exitCode: c.exitCode,
+        image: { image: c.imageName, annotations: {}, userSpecifiedImage: c.image, runtimeHandler: '', imageRef: c.imageId },
+        imageRef: c.imageId,
+        reason: c.reason,
+        message: c.message,
+        labels: c.labels,
+        annotations: c.annotations,
+        mounts: c.mounts.map((m) => ({ ...m, selinuxRelabel: false, uidMappings: [], gidMappings: [], recursiveReadOnly: false, image: undefined, imageSubPath: '', mountOptions: [] })),
+        logPath: c.logPath,
+        resources: undefined,
+        user: { linux: { uid: BigInt(c.process.user.uid), gid: BigInt(c.process.user.gid), supplementalGroups: (c.process.user.additionalGids ?? []).map(BigInt) } },
+        imageId: c.imageId,
+        stopSignal: 0,
+      },
+      info: verbose ? { info: JSON.stringify({ pid: c.pid, sandboxID: c.podId, bundle: c.dir, process: c.process, resources: c.resources ?? null }) } : {},
+    };
+  }
+
+  async list(filter: criV1.ContainerFilter | undefined): Promise<criV1.Container[]> {
+    const out: criV1.Container[] = [];
+    for (const record of this.ctx.containerRecords.all()) {
+      if (filter?.id && !record.id.startsWith(filter.id)) continue;
+      if (filter?.podSandboxId && !record.podId.startsWith(filter.podSandboxId)) continue;
+      if (filter?.labelSelector && Object.entries(filter.labelSelector).some(([k, v]) => record.labels[k] !== v)) continue;
+      const c = await this.refresh(record);
+      const state = this.criState(c);
+      if (filter?.state !== undefined && filter.state.state !== state) continue;
+      out.push({
+        id: c.id,
+        podSandboxId: c.podId,
+        metadata: { name: c.name, attempt: c.attempt },
+        image: { image: c.imageName, annotations: {}, userSpecifiedImage: c.image, runtimeHandler: '', imageRef: c.imageId },
+        imageRef: c.imageId,
+        state,
+        createdAt: BigInt(c.createdAt),
+        labels: c.labels,
+        annotations: c.annotations,
+        imageId: c.imageId,
+      });
+    }
+    return out;
+  }
+
+  async execSync(request: criV1.ExecSyncRequest): Promise<criV1.ExecSyncResponse> {
+    const c = await this.refresh(this.get(request.containerId));
+    if (c.state !== 'running') throw new FailedPreconditionError(`container ${c.id} is not running`);
+    if (request.cmd.length === 0) throw new InvalidArgumentError('ExecSync needs a command');
+    const timeout = Number(request.timeout);
+    if (timeout < 0) throw new InvalidArgumentError('timeout must not be negative');
+    const spec = { terminal: false, args: request.cmd, ...c.process };
+    const result = await this.runtime(this.ctx.pods.get(c.podId)).exec(c.id, spec, join(this.ctx.paths.scratchDir, newId()), timeout * 1000, maxExecOutput);
+    return { stdout: result.stdout, stderr: result.stderr, exitCode: result.exitCode };
+  }
+}

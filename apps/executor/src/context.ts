@@ -1,0 +1,32 @@
+import type { BerthConfig } from '@berth/config';
+import type { Logger } from '@berth/observability';
+import type { Store } from '@berth/store-api';
+import type { ImageResolver } from './images.js';
+import type { ContainerRecord, PodRecord, RecordStore } from './records.js';
+import type { OciRuntime } from './runtime.js';
+
+export interface ExecutorPaths {
+  podsDir: string;
+  containersDir: string;
+  /** Pinned namespaces, per pod. */
+  nsDir: string;
+  /** Short-lived files (exec process specs). */
+  scratchDir: string;
+}
+
+/** What the pod and container managers share. */
+export interface ExecutorContext {
+  config: BerthConfig;
+  logger: Logger;
+  paths: ExecutorPaths;
+  cgroupDriver: 'cgroupfs' | 'systemd';
+  /** This process's oom_score_adj: without CAP_SYS_RESOURCE a child cannot go lower. */
+  minOomScoreAdj: number;
+  store: Store;
+  images: ImageResolver;
+  pods: RecordStore<PodRecord>;
+  containerRecords: RecordStore<ContainerRecord>;
+  containers: { stopAllOf(podId: string): Promise<void>; removeAllOf(podId: string): Promise<void> };
+  /** The runtime for a handler ('' is the default); undefined for an unknown handler. */
+  runtimeFor(handler: string): OciRuntime | undefined;
+}

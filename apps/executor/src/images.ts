@@ -1,0 +1,73 @@
+// Images for pods and containers: found in the store by id or name, their
+// config read from the store's content; the sandbox image is pulled through
+// the image service (so registry mirrors apply) when it is not there yet.
+import { subjects, type Bus } from '@berth/bus';
+import { isCategory, NotFoundError, UnavailableError } from '@berth/errors';
+import { formatReference, parseReference } from '@berth/registry';
+import type { ImageRecord, Store } from '@berth/store-api';
+
+export interface ImageConfigFile {
+  config?: {
+    User?: string;
+    Env?: string[] | null;
+    Entrypoint?: string[] | null;
+    Cmd?: string[] | null;
+    WorkingDir?: string;
+    StopSignal?: string;
+  };
+}
+
+export interface ResolvedImage {
+  record: ImageRecord;
+  config: ImageConfigFile;
+  /** The name the image was asked for by, normalised (or the id). */
+  name: string;
+}
+
+const maxConfigBytes = 4 * 1024 * 1024;
+
+export class ImageResolver {
+  /** `builtin`: the sandbox image is Berth's own, imported by the image service at its start, never pulled. */
+  constructor(
+    private readonly store: Store,
+    private readonly bus: Bus,
+    private readonly sandboxRef: string,
+    private readonly builtin: boolean,
+  ) {}
+
+  async resolve(ref: string): Promise<ResolvedImage> {
+    if (ref === '') throw new NotFoundError('no image given');
+    const byId = /^(sha256:)?[a-f0-9]{64}$/.test(ref) ? (ref.startsWith('sha256:') ? ref : `sha256:${ref}`) : undefined;
+    const name = byId ?? formatReference(parseReference(ref));
+    let record: ImageRecord;
+    try {
+      record = await this.store.getImage(name);
+    } catch (err) {
+      if (isCategory(err, 'not-found')) throw new NotFoundError(`image ${JSON.stringify(ref)} not found: pull it first`, { cause: err });
+      throw err;
+    }
+    const info = await this.store.content.info(record.id);
+    if (info.size > maxConfigBytes) throw new Error(`image config ${record.id} is too large`);
+    const chunks: Uint8Array[] = [];
+    for await (const c of this.store.content.read(record.id)) chunks.push(c);
+    const config = JSON.parse(Buffer.concat(chunks).toString('utf8')) as ImageConfigFile;
+    return { record, config, name };
+  }
+
+  /** The configured sandbox image, pulled when missing; the built-in one is waited for (up to a minute) while the image service imports it. */
+  async sandboxImage(): Promise<ResolvedImage> {
+    const until = Date.now() + 60_000;
+    for (;;) {
+      try {
+        return await this.resolve(this.sandboxRef);
+      } catch (err) {
+        if (!isCategory(err, 'not-found')) throw err;
+        if (!this.builtin) break;
+        if (Date.now() > until) throw new UnavailableError(`the built-in sandbox image ${this.sandboxRef} is not imported yet; is berth-image running?`, { cause: err });
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    }
+    await this.bus.request(subjects.imagePull, { image: this.sandboxRef }, { timeoutMs: 30 * 60 * 1000 });
+    return this.resolve(this.sandboxRef);
+  }
+}

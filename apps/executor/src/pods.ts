@@ -1,0 +1,282 @@
+// Pod sandboxes: pinned network, IPC and UTS namespaces, CNI, the pod's
+// hosts/resolv.conf/hostname files and /dev/shm, and the pause container
+// that holds the pod's PID namespace.
+import { randomBytes } from 'node:crypto';
+import { execFile } from 'node:child_process';
+import { copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { AlreadyExistsError, InvalidArgumentError, NotFoundError } from '@berth/errors';
+import type { criV1 } from '@berth/proto';
+import type { ExecutorContext } from './context.js';
+import { cniAdd, cniDel, type CniPodArgs } from './cni.js';
+import { loadCniConfig } from './cni-config.js';
+import { buildSpec } from './oci-spec.js';
+import { validateSysctls } from './oci-spec.js';
+import type { PodRecord } from './records.js';
+import { mountRootfs, unmountRootfs } from './rootfs.js';
+
+export function sh(binary: string, args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(binary, args, { timeout: 60_000 }, (err, stdout, stderr) => (err ? reject(new Error(`${binary} ${args.join(' ')}: ${stderr.trim() || err.message}`)) : resolve(stdout)));
+  });
+}
+
+export const nowNanos = (): string => (BigInt(Date.now()) * 1_000_000n).toString();
+export const newId = (): string => randomBytes(32).toString('hex');
+
+const hostnamePattern = /^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$/;
+
+function cniArgs(pod: PodRecord): CniPodArgs {
+  return { containerId: pod.id, netns: pod.namespacePaths.net ?? '', ifName: 'eth0', podName: pod.name, podNamespace: pod.namespace, podUid: pod.uid, portMappings: pod.portMappings };
+}
+
+export function cgroupsPath(ctx: ExecutorContext, parent: string, id: string): string {
+  if (ctx.cgroupDriver === 'systemd') return `${parent || 'system.slice'}:berth:${id}`;
+  return `${parent || '/berth'}/berth-${id}`;
+}
+
+async function writePodFiles(pod: PodRecord, dns: criV1.DNSConfig | undefined): Promise<void> {
+  const hosts = ['127.0.0.1\tlocalhost', '::1\tlocalhost ip6-localhost ip6-loopback', 'fe00::0\tip6-localnet', 'ff02::1\tip6-allnodes', 'ff02::2\tip6-allrouters'];
+  if (pod.ip) hosts.push(`${pod.ip}\t${pod.hostname}`);
+  await writeFile(join(pod.dir, 'hosts'), `${hosts.join('\n')}\n`, { mode: 0o644 });
+  await writeFile(join(pod.dir, 'hostname'), `${pod.hostname}\n`, { mode: 0o644 });
+  if (dns !== undefined && (dns.servers.length > 0 || dns.searches.length > 0 || dns.options.length > 0)) {
+    for (const v of [...dns.servers, ...dns.searches, ...dns.options]) if (/[\s\0]/.test(v)) throw new InvalidArgumentError(`DNS config value ${JSON.stringify(v)} contains whitespace`);
+    const lines = [...dns.servers.map((s) => `nameserver ${s}`), ...(dns.searches.length > 0 ? [`search ${dns.searches.join(' ')}`] : []), ...(dns.options.length > 0 ? [`options ${dns.options.join(' ')}`] : [])];
+    await writeFile(join(pod.dir, 'resolv.conf'), `${lines.join('\n')}\n`, { mode: 0o644 });
+  } else {
+    await copyFile('/etc/resolv.conf', join(pod.dir, 'resolv.conf')).catch(() => writeFile(join(pod.dir, 'resolv.conf'), ''));
+  }
+}
+
+/** Pins new network, IPC and UTS namespaces to files (bind mounts), so they outlive every process in the pod; sets the hostname in the UTS one. */
+async function pinNamespaces(ctx: ExecutorContext, pod: PodRecord): Promise<void> {
+  const dir = join(ctx.paths.nsDir, pod.id);
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const args: string[] = [];
+  const paths: PodRecord['namespacePaths'] = {};
+  if (!pod.hostNetwork) {
+    paths.net = join(dir, 'net');
+    paths.uts = join(dir, 'uts');
+    args.push(`--net=${paths.net}`, `--uts=${paths.uts}`);
+  }
+  if (!pod.hostIpc) {
+    paths.ipc = join(dir, 'ipc');
+    args.push(`--ipc=${paths.ipc}`);
+  }
+  if (args.length === 0) return;
+  for (const p of Object.values(paths)) await writeFile(p, '');
+  pod.namespacePaths = paths;
+  await sh('unshare', [...args, ...(paths.uts ? ['hostname', pod.hostname] : ['true'])]);
+}
+
+async function unpinNamespaces(ctx: ExecutorContext, pod: PodRecord): Promise<void> {
+  for (const p of Object.values(pod.namespacePaths)) await sh('umount', [p]).catch(() => undefined);
+  await rm(join(ctx.paths.nsDir, pod.id), { recursive: true, force: true });
+}
+
+function imageArgs(config: { Entrypoint?: string[] | null; Cmd?: string[] | null }): string[] {
+  return [...(config.Entrypoint ?? []), ...(config.Cmd ?? [])];
+}
+
+export class Pods {
+  constructor(private readonly ctx: ExecutorContext) {}
+
+  get(id: string): PodRecord {
+    const pod = this.ctx.pods.get(id) ?? this.ctx.pods.all().find((p) => id.length >= 6 && p.id.startsWith(id));
+    if (pod === undefined) throw new NotFoundError(`pod sandbox ${JSON.stringify(id)} not found`);
+    return pod;
+  }
+
+  async run(request: criV1.RunPodSandboxRequest): Promise<criV1.RunPodSandboxResponse> {
+    const config = request.config;
+    const meta = config?.metadata;
+    if (config === undefined || meta === undefined || meta.name === '' || meta.namespace === '' || meta.uid === '') throw new InvalidArgumentError('RunPodSandbox needs config.metadata with name, namespace and uid');
+    const handler = request.runtimeHandler;
+    if (handler !== '' && this.ctx.runtimeFor(handler) === undefined) throw new NotFoundError(`no runtime handler ${JSON.stringify(handler)}`);
+    const taken = this.ctx.pods.all().find((p) => p.name === meta.name && p.namespace === meta.namespace && p.uid === meta.uid && p.attempt === meta.attempt);
+    if (taken !== undefined) throw new AlreadyExistsError(`pod sandbox ${meta.namespace}/${meta.name} attempt ${meta.attempt} already exists as ${taken.id}`);
+    const linux = config.linux;
+    const ns = linux?.securityContext?.namespaceOptions;
+    const hostNetwork = ns?.network === 2;
+    const hostIpc = ns?.ipc === 2;
+    const hostname = config.hostname || (hostNetwork ? '' : meta.name);
+    if (hostname !== '' && (!hostnamePattern.test(hostname) || hostname.length > 64)) throw new InvalidArgumentError(`hostname ${JSON.stringify(hostname)} is not a valid host name`);
+    const sysctls = validateSysctls(linux?.sysctls ?? {}, hostNetwork, hostIpc);
+    const portMappings = (config.portMappings ?? [])
+      .filter((p) => p.hostPort > 0)
+      .map((p) => {
+        if (p.hostPort > 65535 || p.containerPort <= 0 || p.containerPort > 65535) throw new InvalidArgumentError(`port mapping ${p.hostPort}:${p.containerPort} is out of range`);
+        return { hostPort: p.hostPort, containerPort: p.containerPort, protocol: ['tcp', 'udp', 'sctp'][p.protocol] ?? 'tcp', hostIP: p.hostIp };
+      });
+    const id = newId();
+    const dir = join(this.ctx.paths.podsDir, id);
+    const pod: PodRecord = {
+      id,
+      name: meta.name,
+      uid: meta.uid,
+      namespace: meta.namespace,
+      attempt: meta.attempt,
+      labels: config.labels,
+      annotations: config.annotations,
+      createdAt: nowNanos(),
+      state: 'ready',
+      hostname: hostname || (await readFile('/proc/sys/kernel/hostname', 'utf8')).trim(),
+      logDirectory: config.logDirectory,
+      runtimeHandler: handler,
+      hostNetwork,
+      hostIpc,
+      pidMode: ns?.pid ?? 0,
+      ip: '',
+      additionalIps: [],
+      portMappings,
+      namespacePaths: {},
+      pausePid: 0,
+      cgroupParent: linux?.cgroupParent ?? '',
+      dir,
+      sysctls,
+    };
+    const undo: (() => Promise<unknown>)[] = [];
+    try {
+      await mkdir(dir, { recursive: true, mode: 0o711 });
+      undo.push(() => rm(dir, { recursive: true, force: true }));
+      if (config.logDirectory) await mkdir(config.logDirectory, { recursive: true, mode: 0o755 });
+      await pinNamespaces(this.ctx, pod);
+      undo.push(() => unpinNamespaces(this.ctx, pod));
+      if (!hostNetwork) {
+        const { status, network } = await loadCniConfig(this.ctx.config.cni.confDir, this.ctx.config.cni.binDirs);
+        if (network === undefined) throw new InvalidArgumentError(`pod networking is not ready: ${status.message}`);
+        const result = await cniAdd(network, cniArgs(pod), this.ctx.config.cni.binDirs);
+        undo.push(() => cniDel(network, cniArgs(pod), this.ctx.config.cni.binDirs, result.raw));
+        pod.cniResult = result.raw;
+        pod.ip = result.ips.find((a) => !a.includes(':')) ?? result.ips[0] ?? '';
+        pod.additionalIps = result.ips.filter((a) => a !== pod.ip);
+      }
+      await writePodFiles(pod, config.dnsConfig);
+      if (!hostIpc) {
+        await mkdir(join(dir, 'shm'), { mode: 0o1777 });
+        await sh('mount', ['-t', 'tmpfs', '-o', 'nosuid,nodev,noexec,mode=1777,size=65536k', 'shm', join(dir, 'shm')]);
+        undo.push(() => sh('umount', [join(dir, 'shm')]));
+      }
+      // The pause container.
+      const image = await this.ctx.images.sandboxImage();
+      const bundle = join(dir, 'bundle');
+      await mkdir(bundle, { recursive: true, mode: 0o700 });
+      await mountRootfs(this.ctx, `pod-${id}`, image.record.topChainId, join(bundle, 'rootfs'));
+      undo.push(() => unmountRootfs(this.ctx, `pod-${id}`, join(bundle, 'rootfs')));
+      const namespaces = [
+        { type: 'mount' },
+        ...(pod.namespacePaths.net ? [{ type: 'network', path: pod.namespacePaths.net }] : []),
+        ...(pod.namespacePaths.uts ? [{ type: 'uts', path: pod.namespacePaths.uts }] : []),
+        ...(pod.namespacePaths.ipc ? [{ type: 'ipc', path: pod.namespacePaths.ipc }] : []),
+        ...(pod.pidMode === 2 ? [] : [{ type: 'pid' }]),
+      ];
+      const args = imageArgs(image.config.config ?? {});
+      const spec = buildSpec({
+        args: args.length > 0 ? args : ['/pause'],
+        env: image.config.config?.Env ?? [],
+        cwd: '/',
+        user: { uid: 0, gid: 0, additionalGids: [] },
+        terminal: false,
+        namespaces,
+        cgroupsPath: cgroupsPath(this.ctx, pod.cgroupParent, id),
+        readonlyRootfs: true,
+        mounts: [],
+        privileged: false,
+        capabilities: [],
+        noNewPrivileges: true,
+        resources: linux?.resources,
+        minOomScoreAdj: Math.max(this.ctx.minOomScoreAdj, -998),
+        seccomp: linux?.securityContext?.seccomp,
+        sysctls,
+      });
+      await writeFile(join(bundle, 'config.json'), JSON.stringify(spec));
+      const runtime = this.ctx.runtimeFor(handler)!;
+      pod.pausePid = await runtime.createDetached(id, bundle);
+      undo.push(() => runtime.delete(id));
+      await runtime.start(id);
+      await this.ctx.pods.put(pod);
+      this.ctx.logger.info({ pod: id, name: `${pod.namespace}/${pod.name}`, ip: pod.ip }, 'pod sandbox running');
+      return { podSandboxId: id };
+    } catch (err) {
+      for (const step of undo.reverse()) await step().catch((e: unknown) => this.ctx.logger.warn({ err: e, pod: id }, 'cleanup after a failed RunPodSandbox'));
+      throw err;
+    }
+  }
+
+  /** Whether the pod's pause process still runs (a reboot or a kill ends it). */
+  async ready(pod: PodRecord): Promise<boolean> {
+    if (pod.state !== 'ready') return false;
+    const state = await this.ctx.runtimeFor(pod.runtimeHandler)?.state(pod.id);
+    return state?.status === 'running';
+  }
+
+  async stop(id: string): Promise<void> {
+    const pod = this.ctx.pods.get(id);
+    if (pod === undefined) return; // idempotent: a pod that is gone is stopped
+    await this.ctx.containers.stopAllOf(pod.id);
+    const runtime = this.ctx.runtimeFor(pod.runtimeHandler)!;
+    await runtime.kill(pod.id, 'KILL').catch(() => undefined);
+    await runtime.delete(pod.id);
+    if (pod.cniResult !== undefined || (!pod.hostNetwork && pod.state === 'ready')) {
+      const { network } = await loadCniConfig(this.ctx.config.cni.confDir, this.ctx.config.cni.binDirs);
+      if (network !== undefined && pod.namespacePaths.net) await cniDel(network, cniArgs(pod), this.ctx.config.cni.binDirs, pod.cniResult);
+    }
+    await unpinNamespaces(this.ctx, pod);
+    await sh('umount', [join(pod.dir, 'shm')]).catch(() => undefined);
+    pod.state = 'notready';
+    delete pod.cniResult;
+    await this.ctx.pods.put(pod);
+  }
+
+  async remove(id: string): Promise<void> {
+    const pod = this.ctx.pods.get(id);
+    if (pod === undefined) return;
+    await this.stop(id);
+    await this.ctx.containers.removeAllOf(pod.id);
+    await unmountRootfs(this.ctx, `pod-${pod.id}`, join(pod.dir, 'bundle', 'rootfs'));
+    await rm(pod.dir, { recursive: true, force: true });
+    await this.ctx.pods.delete(pod.id);
+  }
+
+  async toStatus(pod: PodRecord, verbose: boolean): Promise<criV1.PodSandboxStatusResponse> {
+    const ready = await this.ready(pod);
+    const ns = { network: pod.hostNetwork ? 2 : 0, pid: pod.pidMode === 2 ? 2 : pod.pidMode === 1 ? 1 : 0, ipc: pod.hostIpc ? 2 : 0, targetId: '', usernsOptions: undefined };
+    return {
+      status: {
+        id: pod.id,
+        metadata: { name: pod.name, uid: pod.uid, namespace: pod.namespace, attempt: pod.attempt },
+        state: ready ? 0 : 1,
+        createdAt: BigInt(pod.createdAt),
+        network: { ip: pod.ip, additionalIps: pod.additionalIps.map((ip) => ({ ip })) },
+        linux: { namespaces: { options: ns } },
+        labels: pod.labels,
+        annotations: pod.annotations,
+        runtimeHandler: pod.runtimeHandler,
+      },
+      info: verbose ? { info: JSON.stringify({ pid: pod.pausePid, hostname: pod.hostname, namespaces: pod.namespacePaths, cgroupParent: pod.cgroupParent, sysctls: pod.sysctls, cni: pod.cniResult ?? null }) } : {},
+      containersStatuses: [],
+      timestamp: BigInt(Date.now()) * 1_000_000n,
+    };
+  }
+
+  async list(filter: criV1.PodSandboxFilter | undefined): Promise<criV1.PodSandbox[]> {
+    const out: criV1.PodSandbox[] = [];
+    for (const pod of this.ctx.pods.all()) {
+      if (filter?.id && !pod.id.startsWith(filter.id)) continue;
+      const state = (await this.ready(pod)) ? 0 : 1;
+      if (filter?.state !== undefined && filter.state.state !== state) continue;
+      if (filter?.labelSelector && Object.entries(filter.labelSelector).some(([k, v]) => pod.labels[k] !== v)) continue;
+      out.push({
+        id: pod.id,
+        metadata: { name: pod.name, uid: pod.uid, namespace: pod.namespace, attempt: pod.attempt },
+        state,
+        createdAt: BigInt(pod.createdAt),
+        labels: pod.labels,
+        annotations: pod.annotations,
+        runtimeHandler: pod.runtimeHandler,
+      });
+    }
+    return out;
+  }
+}

@@ -1,0 +1,116 @@
+// The executor's records of pods and containers: one JSON file each under
+// the state dir, replaced atomically (write, fsync, rename), loaded at start.
+// What a record cannot know (whether a process still runs, its exit code)
+// comes from the runtime and conmon's exit files when asked, so a restart of
+// the executor loses nothing.
+import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+
+export interface PodRecord {
+  id: string;
+  name: string;
+  uid: string;
+  namespace: string;
+  attempt: number;
+  labels: Record<string, string>;
+  annotations: Record<string, string>;
+  /** Nanoseconds since the epoch, as a decimal string. */
+  createdAt: string;
+  state: 'ready' | 'notready';
+  hostname: string;
+  logDirectory: string;
+  runtimeHandler: string;
+  hostNetwork: boolean;
+  hostIpc: boolean;
+  /** 0 POD, 1 CONTAINER, 2 NODE, 3 TARGET */
+  pidMode: number;
+  ip: string;
+  additionalIps: string[];
+  cniResult?: Record<string, unknown>;
+  portMappings: { hostPort: number; containerPort: number; protocol: string; hostIP: string }[];
+  /** Pinned namespaces: net, ipc, uts paths. */
+  namespacePaths: { net?: string; ipc?: string; uts?: string };
+  pausePid: number;
+  cgroupParent: string;
+  dir: string;
+  sysctls: Record<string, string>;
+}
+
+export interface ContainerRecord {
+  id: string;
+  podId: string;
+  name: string;
+  attempt: number;
+  labels: Record<string, string>;
+  annotations: Record<string, string>;
+  /** The image as the request named it, and the resolved image id and name. */
+  image: string;
+  imageId: string;
+  imageName: string;
+  createdAt: string;
+  startedAt: string;
+  finishedAt: string;
+  exitCode: number;
+  reason: string;
+  message: string;
+  state: 'created' | 'running' | 'exited';
+  logPath: string;
+  mounts: { containerPath: string; hostPath: string; readonly: boolean; propagation: number }[];
+  dir: string;
+  snapshotKey: string;
+  stopSignal: string;
+  pid: number;
+  tty: boolean;
+  stdin: boolean;
+  /** The process spec of the container, for ExecSync's environment, user and capabilities. */
+  process: { env: string[]; cwd: string; user: { uid: number; gid: number; additionalGids?: number[] }; capabilities?: unknown; noNewPrivileges?: boolean };
+  resources?: Record<string, unknown>;
+}
+
+export class RecordStore<T extends { id: string }> {
+  readonly items = new Map<string, T>();
+
+  constructor(private readonly dir: string) {}
+
+  async load(): Promise<void> {
+    await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    for (const name of await readdir(this.dir)) {
+      if (!name.endsWith('.json')) {
+        if (name.endsWith('.tmp')) await rm(join(this.dir, name), { force: true });
+        continue;
+      }
+      try {
+        const record = JSON.parse(await readFile(join(this.dir, name), 'utf8')) as T;
+        this.items.set(record.id, record);
+      } catch {
+        // A record cut by a crash before its rename cannot exist (the rename is atomic); a corrupt one is skipped.
+      }
+    }
+  }
+
+  get(id: string): T | undefined {
+    return this.items.get(id);
+  }
+
+  all(): T[] {
+    return [...this.items.values()];
+  }
+
+  async put(record: T): Promise<void> {
+    const tmp = join(this.dir, `${record.id}.tmp`);
+    const handle = await open(tmp, 'w', 0o600);
+    try {
+      await handle.writeFile(JSON.stringify(record));
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(tmp, join(this.dir, `${record.id}.json`));
+    this.items.set(record.id, record);
+  }
+
+  async delete(id: string): Promise<void> {
+    await rm(join(this.dir, `${id}.json`), { force: true });
+    this.items.delete(id);
+  }
+}

@@ -1,0 +1,38 @@
+// Container root filesystems: an active snapshot on the image's top layer,
+// prepared by the store and mounted by the executor.
+import { mkdir, rmdir } from 'node:fs/promises';
+import { isCategory } from '@berth/errors';
+import type { ExecutorContext } from './context.js';
+import { sh } from './pods.js';
+
+export async function mountRootfs(ctx: ExecutorContext, key: string, parent: string, target: string): Promise<void> {
+  let mounts;
+  try {
+    mounts = await ctx.store.snapshots.prepare(key, parent === '' ? undefined : parent, { labels: { 'berth.io/owner': 'executor' } });
+  } catch (err) {
+    if (!isCategory(err, 'already-exists')) throw err;
+    mounts = await ctx.store.snapshots.mounts(key);
+  }
+  await mkdir(target, { recursive: true, mode: 0o755 });
+  const m = mounts[0];
+  if (m === undefined) throw new Error(`the store gave no mounts for snapshot ${key}`);
+  try {
+    if (m.type === 'bind') await sh('mount', ['--bind', m.source, target]);
+    else await sh('mount', ['-t', m.type, '-o', m.options.join(','), m.source, target]);
+  } catch (err) {
+    await ctx.store.snapshots.remove(key).catch(() => undefined);
+    throw err;
+  }
+}
+
+/** Unmounts and removes the snapshot; a rootfs already gone is fine. */
+export async function unmountRootfs(ctx: ExecutorContext, key: string, target: string): Promise<void> {
+  await sh('umount', [target]).catch(async () => {
+    // Busy (a process of the container still dying): detach it; the kernel frees it when the last user goes.
+    await sh('umount', ['-l', target]).catch(() => undefined);
+  });
+  await rmdir(target).catch(() => undefined);
+  await ctx.store.snapshots.remove(key).catch((err: unknown) => {
+    if (!isCategory(err, 'not-found')) throw err;
+  });
+}

@@ -1,0 +1,246 @@
+// The OCI runtime (runc, or crun as another handler) and conmon, the
+// per-container monitor: conmon runs `runc create`, holds the container's
+// stdio, writes its log in the CRI format and its exit code to a file, so a
+// container outlives a restart of the executor.
+import { execFile, spawn } from 'node:child_process';
+import { mkdir, open, readFile, rm, writeFile } from 'node:fs/promises';
+import { accessSync, constants } from 'node:fs';
+import { isAbsolute, join } from 'node:path';
+import { DeadlineExceededError, InternalError } from '@berth/errors';
+
+export interface RuntimePaths {
+  /** The runtime binary (runc or crun). */
+  binary: string;
+  /** `--root` of the runtime: its state of every container. */
+  root: string;
+  conmon: string;
+  /** conmon writes `<exitDir>/<id>` holding the exit code when a container exits. */
+  exitDir: string;
+  /** conmon's attach sockets. */
+  attachDir: string;
+}
+
+export interface RuntimeState {
+  status: 'creating' | 'created' | 'running' | 'paused' | 'stopped';
+  pid: number;
+}
+
+function run(binary: string, args: string[], timeoutMs = 60_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(binary, args, { timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
+      if (err) reject(new InternalError(`${binary} ${args.filter((a) => !a.startsWith('--root')).join(' ')}: ${stderr.trim() || err.message}`, { cause: err }));
+      else resolve(stdout);
+    });
+  });
+}
+
+/** A binary named without a path, found in PATH (conmon needs absolute paths). */
+export function findBinary(name: string): string {
+  if (isAbsolute(name)) return name;
+  for (const dir of (process.env['PATH'] ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin').split(':')) {
+    const candidate = join(dir, name);
+    try {
+      accessSync(candidate, constants.X_OK);
+      return candidate;
+    } catch {
+      // not here
+    }
+  }
+  return name;
+}
+
+export class OciRuntime {
+  readonly paths: RuntimePaths;
+
+  constructor(paths: RuntimePaths) {
+    this.paths = { ...paths, binary: findBinary(paths.binary), conmon: findBinary(paths.conmon) };
+  }
+
+  private runc(args: string[], timeoutMs?: number): Promise<string> {
+    return run(this.paths.binary, ['--root', this.paths.root, ...args], timeoutMs);
+  }
+
+  async init(): Promise<void> {
+    for (const dir of [this.paths.root, this.paths.exitDir, this.paths.attachDir]) await mkdir(dir, { recursive: true, mode: 0o700 });
+  }
+
+  /** Creates a container without a monitor (the pod's pause process: no logs, nothing to attach to). */
+  async createDetached(id: string, bundle: string): Promise<number> {
+    const pidFile = join(bundle, 'pidfile');
+    const logPath = join(bundle, 'create.log');
+    // runc's stderr goes to a file: the container's init inherits it, so a pipe would stay open as long as the container runs.
+    const log = await open(logPath, 'w');
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const child = spawn(this.paths.binary, ['--root', this.paths.root, 'create', '--bundle', bundle, '--pid-file', pidFile, id], { stdio: ['ignore', 'ignore', log.fd] });
+        child.on('error', reject);
+        child.on('exit', (code) => {
+          if (code === 0) return resolve();
+          void readFile(logPath, 'utf8').then((text) => reject(new InternalError(`runc create ${id}: ${text.trim() || `exit ${code}`}`)));
+        });
+      });
+    } finally {
+      await log.close();
+    }
+    return Number((await readFile(pidFile, 'utf8')).trim());
+  }
+
+  /**
+   * Creates a container under conmon. conmon double-forks (it survives the
+   * executor), runs `runc create`, and reports the container's pid, or the
+   * runtime's error, on a sync pipe.
+   */
+  async createMonitored(id: string, bundle: string, options: { logPath: string; name: string; stdin: boolean; tty: boolean; logSizeMax?: number }): Promise<number> {
+    const persist = join(bundle, 'persist');
+    await mkdir(persist, { recursive: true });
+    await rm(join(this.paths.exitDir, id), { force: true });
+    const errors = await open(join(bundle, 'conmon.log'), 'a');
+    const args = [
+      '--api-version', '1',
+      '--cid', id,
+      '--cuuid', id,
+      '--name', options.name,
+      '--bundle', bundle,
+      '--runtime', this.paths.binary,
+      '--runtime-arg', `--root=${this.paths.root}`,
+      '--container-pidfile', join(bundle, 'pidfile'),
+      '--conmon-pidfile', join(bundle, 'conmon.pid'),
+      '--exit-dir', this.paths.exitDir,
+      '--persist-dir', persist,
+      '--socket-dir-path', this.paths.attachDir,
+      '--log-path', `k8s-file:${options.logPath}`,
+      '--log-level', 'error',
+      ...(options.logSizeMax ? ['--log-size-max', String(options.logSizeMax)] : []),
+      ...(options.stdin ? ['--stdin', '--leave-stdin-open'] : []),
+      ...(options.tty ? ['--terminal'] : []),
+    ];
+    try {
+      const child = spawn(this.paths.conmon, args, { stdio: ['ignore', 'ignore', errors.fd, 'pipe'], detached: true, env: { ...process.env, _OCI_SYNCPIPE: '3' } });
+      const sync = child.stdio[3] as NodeJS.ReadableStream & { destroy(): void };
+      const reply = await new Promise<string>((resolve, reject) => {
+        let text = '';
+        const timer = setTimeout(() => reject(new DeadlineExceededError(`conmon did not report container ${id} within 60 s`)), 60_000);
+        sync.on('data', (d: Buffer) => {
+          text += d.toString();
+          if (text.includes('\n')) {
+            clearTimeout(timer);
+            resolve(text);
+          }
+        });
+        sync.on('end', () => {
+          clearTimeout(timer);
+          resolve(text);
+        });
+        child.on('error', (err) => {
+          clearTimeout(timer);
+          reject(err);
+        });
+      });
+      sync.destroy();
+      child.unref();
+      let parsed: { data?: number; message?: string };
+      try {
+        parsed = JSON.parse(reply.split('\n')[0] ?? '') as typeof parsed;
+      } catch {
+        const log = await readFile(join(bundle, 'conmon.log'), 'utf8').catch(() => '');
+        throw new InternalError(`conmon gave no pid for ${id}: ${log.trim() || reply.trim() || 'no reply'}`);
+      }
+      if (typeof parsed.data !== 'number' || parsed.data <= 0) throw new InternalError(`creating container ${id} failed: ${parsed.message ?? 'no message'}`);
+      return parsed.data;
+    } finally {
+      await errors.close();
+    }
+  }
+
+  async start(id: string): Promise<void> {
+    await this.runc(['start', id]);
+  }
+
+  async kill(id: string, signal: string, all = false): Promise<void> {
+    await this.runc(['kill', ...(all ? ['--all'] : []), id, signal]);
+  }
+
+  /** The runtime's view of a container, undefined when it does not know it. */
+  async state(id: string): Promise<RuntimeState | undefined> {
+    try {
+      const s = JSON.parse(await this.runc(['state', id])) as { status: RuntimeState['status']; pid: number };
+      return { status: s.status, pid: s.pid };
+    } catch {
+      return undefined;
+    }
+  }
+
+  async delete(id: string): Promise<void> {
+    if ((await this.state(id)) === undefined) return;
+    await this.runc(['delete', '--force', id]);
+  }
+
+  /** The exit code conmon recorded, undefined while the container has not exited. */
+  async exitCode(id: string): Promise<{ code: number; at: Date } | undefined> {
+    const path = join(this.paths.exitDir, id);
+    try {
+      const handle = await open(path, 'r');
+      try {
+        const [text, st] = await Promise.all([handle.readFile('utf8'), handle.stat()]);
+        const code = Number(text.trim());
+        return Number.isInteger(code) ? { code, at: st.mtime } : undefined;
+      } finally {
+        await handle.close();
+      }
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * Runs a process in a running container and collects its output, each
+   * stream capped at `maxOutput` bytes (the rest is read and dropped). After
+   * `timeoutMs` (0: none) the process is killed and the call fails.
+   */
+  async exec(id: string, processSpec: object, scratch: string, timeoutMs: number, maxOutput: number): Promise<{ stdout: Buffer; stderr: Buffer; exitCode: number }> {
+    await mkdir(scratch, { recursive: true, mode: 0o700 });
+    const specPath = join(scratch, 'process.json');
+    const pidPath = join(scratch, 'pid');
+    await writeFile(specPath, JSON.stringify(processSpec));
+    try {
+      return await new Promise((resolve, reject) => {
+        const child = spawn(this.paths.binary, ['--root', this.paths.root, 'exec', '--process', specPath, '--pid-file', pidPath, id], { stdio: ['ignore', 'pipe', 'pipe'] });
+        const collect = (stream: NodeJS.ReadableStream) => {
+          const chunks: Buffer[] = [];
+          let size = 0;
+          stream.on('data', (d: Buffer) => {
+            if (size >= maxOutput) return;
+            const part = d.subarray(0, maxOutput - size);
+            chunks.push(part);
+            size += part.length;
+          });
+          return () => Buffer.concat(chunks);
+        };
+        const out = collect(child.stdout);
+        const err = collect(child.stderr);
+        let timedOut = false;
+        const timer =
+          timeoutMs > 0
+            ? setTimeout(() => {
+                timedOut = true;
+                void readFile(pidPath, 'utf8')
+                  .then((pid) => process.kill(Number(pid.trim()), 'SIGKILL'))
+                  .catch(() => child.kill('SIGKILL'));
+              }, timeoutMs)
+            : undefined;
+        child.on('error', reject);
+        child.on('close', (code, signal) => {
+          clearTimeout(timer);
+          if (timedOut) return reject(new DeadlineExceededError(`command timed out after ${timeoutMs / 1000} s`));
+          const stderr = err();
+          if (code === null) return reject(new InternalError(`exec in ${id} ended by ${signal}`));
+          // runc exits 255 with its own message when it could not start the process.
+          if (code === 255 && /^(time=|exec failed|ERRO)/m.test(stderr.toString())) return reject(new InternalError(`exec in ${id} failed: ${stderr.toString().trim()}`));
+          resolve({ stdout: out(), stderr, exitCode: code });
+        });
+      });
+    } finally {
+      await rm(scratch, { recursive: true, force: true });
+    }
+  }
+}
