@@ -1,7 +1,8 @@
 // Pods and containers end to end: a real stack running real containers with
 // runc and conmon, CNI networking, logs, ExecSync, and an executor restart.
 import { strict as assert } from 'node:assert';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -180,6 +181,142 @@ describe('a pod with containers', () => {
     const mounts = readFileSync('/proc/mounts', 'utf8');
     const left = mounts.split('\n').filter((l) => l.includes(podId) || l.includes(sleeper));
     assert.deepEqual(left, [], 'no mount of the pod or its containers is left');
+  });
+});
+
+describe('networking, limits and confinement', () => {
+  let a = '';
+  let b = '';
+  const aConfig = podConfig('net-a', { portMappings: [criV1.PortMapping.fromPartial({ protocol: criV1.Protocol.TCP, containerPort: 8080, hostPort: 38080 })] });
+  const bConfig = podConfig('net-b');
+  const events: criV1.ContainerEventResponse[] = [];
+  const stopEvents = new AbortController();
+  let collecting: Promise<void>;
+
+  before(async () => {
+    collecting = (async () => {
+      try {
+        for await (const e of stack.cri.runtime.getContainerEvents({}, { signal: stopEvents.signal, timeoutMs: 10 * 60 * 1000 })) events.push(e);
+      } catch {
+        // cancelled at the end
+      }
+    })();
+    a = (await stack.cri.runtime.runPodSandbox({ config: aConfig, runtimeHandler: '' })).podSandboxId;
+    b = (await stack.cri.runtime.runPodSandbox({ config: bConfig, runtimeHandler: '' })).podSandboxId;
+  });
+  after(async () => {
+    for (const id of [a, b]) if (id) await stack.cri.runtime.removePodSandbox({ podSandboxId: id });
+  });
+
+  async function run(podId: string, config: criV1.PodSandboxConfig, name: string, command: string[], extra: Partial<criV1.ContainerConfig> = {}): Promise<string> {
+    const id = (await stack.cri.runtime.createContainer({ podSandboxId: podId, config: containerConfig(name, command, extra), sandboxConfig: config })).containerId;
+    await stack.cri.runtime.startContainer({ containerId: id });
+    return id;
+  }
+
+  const text = (b: Uint8Array) => Buffer.from(b).toString();
+
+  test('two pods reach each other by IP, and a host port answers', async () => {
+    const web = await run(a, aConfig, 'httpd', ['/bin/sh', '-c', 'mkdir -p /tmp/www && echo "hello from pod a" > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www']);
+    const client = await run(b, bConfig, 'client', ['/bin/sleep', '1000']);
+    const aIp = (await stack.cri.runtime.podSandboxStatus({ podSandboxId: a, verbose: false })).status!.network!.ip;
+    const ping = await stack.cri.runtime.execSync({ containerId: client, cmd: ['ping', '-c', '1', '-W', '5', aIp], timeout: 10n });
+    assert.equal(ping.exitCode, 0, text(ping.stdout) + text(ping.stderr));
+    const page = await waitFor('httpd in pod a', async () => {
+      const r = await stack.cri.runtime.execSync({ containerId: client, cmd: ['wget', '-q', '-O', '-', `http://${aIp}:8080/`], timeout: 10n });
+      return r.exitCode === 0 ? text(r.stdout) : undefined;
+    });
+    assert.equal(page, 'hello from pod a\n');
+    const hostIp = Object.entries(networkInterfaces())
+      .filter(([name]) => !name.startsWith('berth') && !name.startsWith('veth') && !name.startsWith('cni'))
+      .flatMap(([, addrs]) => addrs ?? [])
+      .find((i) => i.family === 'IPv4' && !i.internal)?.address;
+    assert.ok(hostIp, 'the host has an IPv4 address');
+    const viaHostPort = await (await fetch(`http://${hostIp}:38080/`)).text();
+    assert.equal(viaHostPort, 'hello from pod a\n');
+    for (const id of [web, client]) await stack.cri.runtime.removeContainer({ containerId: id });
+  });
+
+  test('a container over its memory limit is OOM-killed and reported so', async () => {
+    const id = await run(a, aConfig, 'hog', ['/bin/sh', '-c', 'head -c 400m /dev/zero | tail'], {
+      linux: criV1.LinuxContainerConfig.fromPartial({ resources: { memoryLimitInBytes: BigInt(32 * 1024 * 1024) } }),
+    });
+    const s = await exited(id);
+    assert.equal(s.reason, 'OOMKilled', `exit ${s.exitCode}`);
+    assert.notEqual(s.exitCode, 0);
+    await stack.cri.runtime.removeContainer({ containerId: id });
+  });
+
+  test('a stop whose signal is ignored escalates to SIGKILL after the timeout', async () => {
+    const id = await run(a, aConfig, 'stubborn', ['/bin/sh', '-c', 'trap "" TERM; while true; do sleep 0.1; done']);
+    await sleep(300);
+    const t = Date.now();
+    await stack.cri.runtime.stopContainer({ containerId: id, timeout: 1n });
+    const took = Date.now() - t;
+    const s = await exited(id);
+    assert.equal(s.exitCode, 137);
+    assert.ok(took >= 900 && took < 8000, `stop took ${took} ms`);
+    await stack.cri.runtime.removeContainer({ containerId: id });
+  });
+
+  test('a read-only rootfs refuses writes; seccomp profiles block what they name', async () => {
+    const ro = await run(a, aConfig, 'readonly', ['/bin/sleep', '1000'], { linux: criV1.LinuxContainerConfig.fromPartial({ securityContext: { readonlyRootfs: true } }) });
+    const write = await stack.cri.runtime.execSync({ containerId: ro, cmd: ['touch', '/new-file'], timeout: 10n });
+    assert.notEqual(write.exitCode, 0);
+    assert.match(text(write.stderr), /Read-only file system/);
+    const dir = mkdtempSync('/var/tmp/berth-e2e-seccomp-');
+    const profile = join(dir, 'no-mkdir.json');
+    writeFileSync(profile, JSON.stringify({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['mkdir', 'mkdirat'], action: 'SCMP_ACT_ERRNO', errnoRet: 1 }] }));
+    const local = await run(a, aConfig, 'seccomp-local', ['/bin/sleep', '1000'], {
+      linux: criV1.LinuxContainerConfig.fromPartial({ securityContext: { seccomp: { profileType: criV1.SecurityProfile_ProfileType.Localhost, localhostRef: profile } } }),
+    });
+    const mk = await stack.cri.runtime.execSync({ containerId: local, cmd: ['mkdir', '/tmp/d'], timeout: 10n });
+    assert.notEqual(mk.exitCode, 0);
+    assert.match(text(mk.stderr), /Operation not permitted/);
+    const dflt = await run(a, aConfig, 'seccomp-default', ['/bin/sleep', '1000'], {
+      linux: criV1.LinuxContainerConfig.fromPartial({ securityContext: { seccomp: { profileType: criV1.SecurityProfile_ProfileType.RuntimeDefault }, capabilities: { addCapabilities: ['SYS_ADMIN'] } } }),
+    });
+    const us = await stack.cri.runtime.execSync({ containerId: dflt, cmd: ['unshare', '-n', 'true'], timeout: 10n });
+    assert.notEqual(us.exitCode, 0, 'RuntimeDefault blocks unshare even with CAP_SYS_ADMIN');
+    const unconfined = await run(a, aConfig, 'seccomp-unconfined', ['/bin/sleep', '1000'], {
+      linux: criV1.LinuxContainerConfig.fromPartial({ securityContext: { seccomp: { profileType: criV1.SecurityProfile_ProfileType.Unconfined }, capabilities: { addCapabilities: ['SYS_ADMIN'] } } }),
+    });
+    const free = await stack.cri.runtime.execSync({ containerId: unconfined, cmd: ['unshare', '-n', 'true'], timeout: 10n });
+    assert.equal(free.exitCode, 0, text(free.stderr));
+    for (const id of [ro, local, dflt, unconfined]) await stack.cri.runtime.removeContainer({ containerId: id });
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('GetContainerEvents streamed the lifecycle of what ran', async () => {
+    const kinds = (id: string) => events.filter((e) => e.containerId === id).map((e) => e.containerEventType);
+    const E = criV1.ContainerEventType;
+    assert.deepEqual(kinds(a).slice(0, 2), [E.CONTAINER_CREATED_EVENT, E.CONTAINER_STARTED_EVENT]);
+    const hog = events.find((e) => e.containersStatuses[0]?.metadata?.name === 'hog')?.containerId;
+    assert.ok(hog, 'events name their container');
+    await waitFor('the deleted event', async () => (kinds(hog).includes(E.CONTAINER_DELETED_EVENT) ? true : undefined));
+    assert.deepEqual(kinds(hog), [E.CONTAINER_CREATED_EVENT, E.CONTAINER_STARTED_EVENT, E.CONTAINER_STOPPED_EVENT, E.CONTAINER_DELETED_EVENT]);
+    const stopped = events.find((e) => e.containerId === hog && e.containerEventType === E.CONTAINER_STOPPED_EVENT);
+    assert.equal(stopped?.containersStatuses[0]?.reason, 'OOMKilled');
+    assert.equal(stopped?.podSandboxStatus?.id, a);
+    stopEvents.abort();
+    await collecting;
+  });
+});
+
+describe('retries', () => {
+  test('RunPodSandbox and CreateContainer asked again (the kubelet after its deadline) get the same pod and container', async () => {
+    const config = podConfig('retry');
+    const [first, second] = await Promise.all([stack.cri.runtime.runPodSandbox({ config, runtimeHandler: '' }), stack.cri.runtime.runPodSandbox({ config, runtimeHandler: '' })]);
+    assert.equal(first.podSandboxId, second.podSandboxId, 'a concurrent retry joins the call in progress');
+    const third = await stack.cri.runtime.runPodSandbox({ config, runtimeHandler: '' });
+    assert.equal(third.podSandboxId, first.podSandboxId, 'a later retry finds the pod');
+    const request = { podSandboxId: first.podSandboxId, config: containerConfig('retried', ['/bin/sleep', '1000']), sandboxConfig: config };
+    const [c1, c2] = await Promise.all([stack.cri.runtime.createContainer(request), stack.cri.runtime.createContainer(request)]);
+    assert.equal(c1.containerId, c2.containerId);
+    assert.equal((await stack.cri.runtime.createContainer(request)).containerId, c1.containerId);
+    assert.equal((await stack.cri.runtime.listPodSandbox({ filter: { id: '', state: undefined, labelSelector: { pod: 'retry' } } })).items.length, 1);
+    assert.equal((await stack.cri.runtime.listContainers({ filter: { id: '', state: undefined, podSandboxId: first.podSandboxId, labelSelector: {} } })).containers.length, 1);
+    await stack.cri.runtime.removePodSandbox({ podSandboxId: first.podSandboxId });
   });
 });
 

@@ -1,4 +1,4 @@
-import { subjects, type Bus, type ImageServiceInfo, type PullImageReply, type PullImageRequest } from '@berth/bus';
+import { subjects, type Bus, type ContainerEvent, type ImageServiceInfo, type PullImageReply, type PullImageRequest } from '@berth/bus';
 import { internalSocket, type BerthConfig } from '@berth/config';
 import { executorV1, storeV1 } from '@berth/proto';
 import { createClient, type PromiseClient } from '@berth/rpc';
@@ -14,6 +14,8 @@ export interface Backends {
   pullImage(request: PullImageRequest, timeoutMs: number): Promise<PullImageReply>;
   /** Calls `onEvent` for each progress event (heartbeats included) of pulls of `image` until the returned function is called. */
   watchPull(image: string, onEvent: () => void): () => void;
+  /** Calls `onEvent` for every container and sandbox lifecycle event until the returned function is called. */
+  watchContainerEvents(onEvent: (event: ContainerEvent) => void): () => void;
   close(): void;
 }
 
@@ -32,6 +34,10 @@ export function connectBackends(config: BerthConfig, bus: Bus): Backends {
       const sub = bus.subscribe(subjects.pullProgress, (e) => {
         if (e.payload.image === image) onEvent();
       });
+      return () => sub.unsubscribe();
+    },
+    watchContainerEvents: (onEvent) => {
+      const sub = bus.subscribe(subjects.containerEvent, (e) => onEvent(e.payload));
       return () => sub.unsubscribe();
     },
     close() {

@@ -3,6 +3,7 @@ import { criV1 } from '@berth/proto';
 import { buildService, type Handlers } from '@berth/rpc';
 import type { Logger } from '@berth/observability';
 import type { Backends } from './backends.js';
+import { createGetContainerEventsHandler } from './handlers/events.js';
 import { createImageFsInfoHandler, createImageStatusHandler, createListImagesHandler, createPullImageHandler, createRemoveImageHandler } from './handlers/images.js';
 import { createRuntimeConfigHandler } from './handlers/runtime-config.js';
 import { createStatusHandler } from './handlers/status.js';
@@ -52,6 +53,7 @@ export function createCriServices(deps: CriServiceDeps) {
     status: createStatusHandler(deps.backends, deps.config),
     runtimeConfig: createRuntimeConfigHandler(deps.backends),
     ...forwardToExecutor(deps.backends),
+    getContainerEvents: createGetContainerEventsHandler(deps.backends),
   };
   const image: Handlers<typeof criV1.ImageServiceService> = {
     pullImage: createPullImageHandler(deps.backends),

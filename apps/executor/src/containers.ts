@@ -1,6 +1,7 @@
 // Containers: config.json from the CRI config and the image, a rootfs
 // snapshot, conmon for logs and the exit code; status from the records,
 // the runtime and conmon's exit files.
+import { watch } from 'node:fs';
 import { lstat, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, normalize } from 'node:path';
 import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from '@berth/errors';
@@ -8,6 +9,7 @@ import type { criV1 } from '@berth/proto';
 import type { ExecutorContext } from './context.js';
 import { buildSpec, capabilities, type MountSpec, type LinuxSpec } from './oci-spec.js';
 import { cgroupsPath, newId, nowNanos, type Pods } from './pods.js';
+import { InFlight } from './keyed.js';
 import type { ContainerRecord, PodRecord } from './records.js';
 import { mountRootfs, unmountRootfs } from './rootfs.js';
 import { resolveUser } from './user.js';
@@ -49,6 +51,9 @@ async function deviceSpec(d: criV1.Device): Promise<NonNullable<LinuxSpec['devic
 }
 
 export class Containers {
+  private readonly inFlight = new InFlight<criV1.CreateContainerResponse>();
+
+
   constructor(
     private readonly ctx: ExecutorContext,
     private readonly pods: Pods,
@@ -64,14 +69,24 @@ export class Containers {
     return this.ctx.runtimeFor(pod?.runtimeHandler ?? '')!;
   }
 
+  /** CreateContainer; a retry for the same pod, name and attempt gets the container already made or joins the call making it. */
   async create(request: criV1.CreateContainerRequest): Promise<criV1.CreateContainerResponse> {
     const config = request.config;
     if (config === undefined || config.metadata === undefined || config.metadata.name === '') throw new InvalidArgumentError('CreateContainer needs config.metadata.name');
     const pod = this.pods.get(request.podSandboxId);
-    if (!(await this.pods.ready(pod))) throw new FailedPreconditionError(`pod sandbox ${pod.id} is not ready`);
     const meta = config.metadata;
-    const taken = this.ctx.containerRecords.all().find((c) => c.podId === pod.id && c.name === meta.name && c.attempt === meta.attempt);
-    if (taken !== undefined) throw new AlreadyExistsError(`container ${meta.name} attempt ${meta.attempt} already exists in pod ${pod.id} as ${taken.id}`);
+    return this.inFlight.run(JSON.stringify([pod.id, meta.name, meta.attempt]), async () => {
+      const taken = this.ctx.containerRecords.all().find((c) => c.podId === pod.id && c.name === meta.name && c.attempt === meta.attempt);
+      if (taken !== undefined) {
+        if (taken.image !== (config.image?.image ?? '')) throw new AlreadyExistsError(`container ${meta.name} attempt ${meta.attempt} already exists in pod ${pod.id} as ${taken.id} with another image`);
+        return { containerId: taken.id };
+      }
+      if (!(await this.pods.ready(pod))) throw new FailedPreconditionError(`pod sandbox ${pod.id} is not ready`);
+      return this.make(pod, config, meta);
+    });
+  }
+
+  private async make(pod: PodRecord, config: criV1.ContainerConfig, meta: criV1.ContainerMetadata): Promise<criV1.CreateContainerResponse> {
     const image = await this.ctx.images.resolve(config.image?.image ?? '');
     const linux = config.linux;
     const sc = linux?.securityContext;
@@ -145,6 +160,20 @@ export class Containers {
         namespaces.push({ type: 'pid', path: `/proc/${target.pid}/ns/pid` });
       }
 
+      // A Localhost seccomp profile is a JSON file on the node, read now: its content goes into config.json.
+      const localhost = sc?.seccomp?.profileType === 2 ? sc.seccomp.localhostRef : sc?.seccompProfilePath?.startsWith('localhost/') ? sc.seccompProfilePath.slice(10) : undefined;
+      let localhostProfile: unknown;
+      if (localhost !== undefined && !(sc?.privileged ?? false)) {
+        if (!isAbsolute(localhost)) throw new InvalidArgumentError(`seccomp profile ${JSON.stringify(localhost)} must be an absolute path`);
+        const text = await readFile(localhost, 'utf8').catch(() => {
+          throw new NotFoundError(`seccomp profile ${localhost} not found`);
+        });
+        try {
+          localhostProfile = JSON.parse(text) as unknown;
+        } catch {
+          throw new InvalidArgumentError(`seccomp profile ${localhost} is not valid JSON`);
+        }
+      }
       const devices = await Promise.all(config.devices.map(deviceSpec));
       const privileged = sc?.privileged ?? false;
       const caps = capabilities(sc?.capabilities?.addCapabilities ?? [], sc?.capabilities?.dropCapabilities ?? [], privileged);
@@ -167,23 +196,9 @@ export class Containers {
         minOomScoreAdj: this.ctx.minOomScoreAdj,
         seccomp: sc?.seccomp,
         seccompProfilePath: sc?.seccompProfilePath ?? '',
-        localhostSeccomp: (path) => {
-          throw new InvalidArgumentError(`seccomp profile ${path}: Localhost profiles are read at container creation; give an absolute path`);
-        },
+        localhostSeccomp: () => localhostProfile,
         devices,
       });
-      const localhost = sc?.seccomp?.profileType === 2 ? sc.seccomp.localhostRef : sc?.seccompProfilePath?.startsWith('localhost/') ? sc.seccompProfilePath.slice(10) : undefined;
-      if (localhost !== undefined && !privileged) {
-        if (!isAbsolute(localhost)) throw new InvalidArgumentError(`seccomp profile ${JSON.stringify(localhost)} must be an absolute path`);
-        const text = await readFile(localhost, 'utf8').catch(() => {
-          throw new NotFoundError(`seccomp profile ${localhost} not found`);
-        });
-        try {
-          spec.linux.seccomp = JSON.parse(text) as unknown;
-        } catch {
-          throw new InvalidArgumentError(`seccomp profile ${localhost} is not valid JSON`);
-        }
-      }
       await writeFile(join(dir, 'config.json'), JSON.stringify(spec));
       if (logPath === '') logPath = join(dir, 'container.log');
       await mkdir(dirname(logPath), { recursive: true, mode: 0o755 });
@@ -219,6 +234,7 @@ export class Containers {
       record.pid = await runtime.createMonitored(id, dir, { logPath, name: `${meta.name}_${pod.name}_${pod.namespace}_${pod.uid}_${meta.attempt}`, stdin: config.stdin, tty: config.tty });
       undo.push(() => runtime.delete(id));
       await this.ctx.containerRecords.put(record);
+      this.ctx.emit(id, pod.id, 'created');
       return { containerId: id };
     } catch (err) {
       for (const step of undo.reverse()) await step().catch((e: unknown) => this.ctx.logger.warn({ err: e, container: id }, 'cleanup after a failed CreateContainer'));
@@ -234,10 +250,18 @@ export class Containers {
     c.state = 'running';
     c.startedAt = nowNanos();
     await this.ctx.containerRecords.put(c);
+    this.ctx.emit(c.id, c.podId, 'started');
   }
 
-  /** Brings a record up to date with conmon's exit file and the runtime. */
-  async refresh(c: ContainerRecord): Promise<ContainerRecord> {
+  private readonly refreshing = new InFlight<ContainerRecord>();
+
+  /** Brings a record up to date with conmon's exit file and the runtime (one check at a time per container, so an exit is published once). */
+  refresh(c: ContainerRecord): Promise<ContainerRecord> {
+    if (c.state === 'exited') return Promise.resolve(c);
+    return this.refreshing.run(c.id, () => this.check(c));
+  }
+
+  private async check(c: ContainerRecord): Promise<ContainerRecord> {
     if (c.state === 'exited') return c;
     const runtime = this.runtime(this.ctx.pods.get(c.podId));
     const exit = await runtime.exitCode(c.id);
@@ -256,6 +280,7 @@ export class Containers {
       if (c.startedAt === '0') c.startedAt = c.finishedAt;
     }
     await this.ctx.containerRecords.put(c);
+    this.ctx.emit(c.id, c.podId, 'stopped');
     return c;
   }
 
@@ -307,6 +332,26 @@ export class Containers {
     await rm(join(this.runtime(this.ctx.pods.get(c.podId)).paths.exitDir, c.id), { force: true });
     await rm(c.dir, { recursive: true, force: true });
     await this.ctx.containerRecords.delete(c.id);
+    this.ctx.emit(c.id, c.podId, 'deleted');
+  }
+
+  /**
+   * Watches conmon's exit files: a container that exits on its own is
+   * noticed at once (its record updated, a stopped event published), not
+   * only when someone asks for its status.
+   */
+  watchExits(): () => void {
+    const dir = this.runtime(undefined).paths.exitDir;
+    const watcher = watch(dir, (_event, name) => {
+      const c = name === null ? undefined : this.ctx.containerRecords.get(name);
+      if (c !== undefined && c.state !== 'exited') void this.refresh(c).catch((err: unknown) => this.ctx.logger.warn({ err, container: c.id }, 'reading an exit'));
+    });
+    return () => watcher.close();
+  }
+
+  /** At start: containers that exited while the executor was down get their exit recorded (and published). */
+  async recover(): Promise<void> {
+    for (const c of this.ctx.containerRecords.all()) await this.refresh(c).catch((err: unknown) => this.ctx.logger.warn({ err, container: c.id }, 'recovering a container'));
   }
 
   async stopAllOf(podId: string): Promise<void> {

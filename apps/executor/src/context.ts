@@ -27,6 +27,8 @@ export interface ExecutorContext {
   pods: RecordStore<PodRecord>;
   containerRecords: RecordStore<ContainerRecord>;
   containers: { stopAllOf(podId: string): Promise<void>; removeAllOf(podId: string): Promise<void> };
+  /** Publishes a lifecycle event (GetContainerEvents). */
+  emit(containerId: string, podSandboxId: string, type: 'created' | 'started' | 'stopped' | 'deleted'): void;
   /** The runtime for a handler ('' is the default); undefined for an unknown handler. */
   runtimeFor(handler: string): OciRuntime | undefined;
 }

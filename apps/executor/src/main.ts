@@ -2,6 +2,7 @@
 // containers (runc, conmon, CNI). Everything is wired here.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { subjects } from '@berth/bus';
 import { builtinSandboxImage, internalSocket } from '@berth/config';
 import { runDaemon, serveGrpc } from '@berth/daemon';
 import { executorV1 } from '@berth/proto';
@@ -12,6 +13,7 @@ import { checkCniConfig } from './cni-config.js';
 import { Containers } from './containers.js';
 import type { ExecutorContext } from './context.js';
 import { ImageResolver } from './images.js';
+import { KeyedLock } from './keyed.js';
 import { Pods } from './pods.js';
 import { RecordStore, type ContainerRecord, type PodRecord } from './records.js';
 import { OciRuntime } from './runtime.js';
@@ -53,23 +55,28 @@ await runDaemon({
       containerRecords,
       containers: { stopAllOf: async () => undefined, removeAllOf: async () => undefined },
       runtimeFor: (handler) => runtimes.get(handler),
+      emit: (containerId, podSandboxId, type) => ctx.bus.publish(subjects.containerEvent, { containerId, podSandboxId, type, at: (BigInt(Date.now()) * 1_000_000n).toString() }),
     };
     const podManager = new Pods(context);
     const containers = new Containers(context, podManager);
     context.containers = containers;
+    await containers.recover();
+    ctx.onShutdown(containers.watchExits());
     ctx.logger.info({ pods: pods.items.size, containers: containerRecords.items.size }, 'records loaded');
 
+    // Calls on one pod or container run one at a time.
+    const locks = new KeyedLock();
     const handlers: Handlers<typeof executorV1.ExecutorService> = {
       info: async () => ({ version: ctx.version, pid: process.pid, cgroupDriver, cgroupVersion, runtime: runtimeInfo, network: await network() }),
       runPodSandbox: (r) => podManager.run(r),
-      stopPodSandbox: async (r) => (await podManager.stop(r.podSandboxId), {}),
-      removePodSandbox: async (r) => (await podManager.remove(r.podSandboxId), {}),
+      stopPodSandbox: async (r) => (await locks.run(r.podSandboxId, () => podManager.stop(r.podSandboxId)), {}),
+      removePodSandbox: async (r) => (await locks.run(r.podSandboxId, () => podManager.remove(r.podSandboxId)), {}),
       podSandboxStatus: async (r) => podManager.toStatus(podManager.get(r.podSandboxId), r.verbose),
       listPodSandbox: async (r) => ({ items: await podManager.list(r.filter) }),
       createContainer: (r) => containers.create(r),
-      startContainer: async (r) => (await containers.start(r.containerId), {}),
-      stopContainer: async (r) => (await containers.stop(r.containerId, Number(r.timeout)), {}),
-      removeContainer: async (r) => (await containers.remove(r.containerId), {}),
+      startContainer: async (r) => (await locks.run(r.containerId, () => containers.start(r.containerId)), {}),
+      stopContainer: async (r) => (await locks.run(r.containerId, () => containers.stop(r.containerId, Number(r.timeout))), {}),
+      removeContainer: async (r) => (await locks.run(r.containerId, () => containers.remove(r.containerId)), {}),
       containerStatus: async (r) => containers.status(r.containerId, r.verbose),
       listContainers: async (r) => ({ containers: await containers.list(r.filter) }),
       execSync: (r) => containers.execSync(r),

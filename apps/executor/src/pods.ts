@@ -10,6 +10,7 @@ import type { criV1 } from '@berth/proto';
 import type { ExecutorContext } from './context.js';
 import { cniAdd, cniDel, type CniPodArgs } from './cni.js';
 import { loadCniConfig } from './cni-config.js';
+import { InFlight } from './keyed.js';
 import { buildSpec } from './oci-spec.js';
 import { validateSysctls } from './oci-spec.js';
 import type { PodRecord } from './records.js';
@@ -80,6 +81,8 @@ function imageArgs(config: { Entrypoint?: string[] | null; Cmd?: string[] | null
 }
 
 export class Pods {
+  private readonly inFlight = new InFlight<criV1.RunPodSandboxResponse>();
+
   constructor(private readonly ctx: ExecutorContext) {}
 
   get(id: string): PodRecord {
@@ -88,14 +91,28 @@ export class Pods {
     return pod;
   }
 
+  /**
+   * RunPodSandbox. The same pod (name, namespace, uid, attempt) asked for
+   * again, as the kubelet does after its deadline, gets the pod already made
+   * or joins the call still making it.
+   */
   async run(request: criV1.RunPodSandboxRequest): Promise<criV1.RunPodSandboxResponse> {
-    const config = request.config;
-    const meta = config?.metadata;
-    if (config === undefined || meta === undefined || meta.name === '' || meta.namespace === '' || meta.uid === '') throw new InvalidArgumentError('RunPodSandbox needs config.metadata with name, namespace and uid');
+    const meta = request.config?.metadata;
+    if (request.config === undefined || meta === undefined || meta.name === '' || meta.namespace === '' || meta.uid === '') throw new InvalidArgumentError('RunPodSandbox needs config.metadata with name, namespace and uid');
+    const key = JSON.stringify([meta.namespace, meta.name, meta.uid, meta.attempt]);
+    return this.inFlight.run(key, async () => {
+      const taken = this.ctx.pods.all().find((p) => p.name === meta.name && p.namespace === meta.namespace && p.uid === meta.uid && p.attempt === meta.attempt);
+      if (taken !== undefined) {
+        if (taken.runtimeHandler !== request.runtimeHandler) throw new AlreadyExistsError(`pod sandbox ${meta.namespace}/${meta.name} attempt ${meta.attempt} already exists as ${taken.id} with another runtime handler`);
+        return { podSandboxId: taken.id };
+      }
+      return this.create(request, request.config!, meta);
+    });
+  }
+
+  private async create(request: criV1.RunPodSandboxRequest, config: criV1.PodSandboxConfig, meta: criV1.PodSandboxMetadata): Promise<criV1.RunPodSandboxResponse> {
     const handler = request.runtimeHandler;
     if (handler !== '' && this.ctx.runtimeFor(handler) === undefined) throw new NotFoundError(`no runtime handler ${JSON.stringify(handler)}`);
-    const taken = this.ctx.pods.all().find((p) => p.name === meta.name && p.namespace === meta.namespace && p.uid === meta.uid && p.attempt === meta.attempt);
-    if (taken !== undefined) throw new AlreadyExistsError(`pod sandbox ${meta.namespace}/${meta.name} attempt ${meta.attempt} already exists as ${taken.id}`);
     const linux = config.linux;
     const ns = linux?.securityContext?.namespaceOptions;
     const hostNetwork = ns?.network === 2;
@@ -196,6 +213,8 @@ export class Pods {
       undo.push(() => runtime.delete(id));
       await runtime.start(id);
       await this.ctx.pods.put(pod);
+      this.ctx.emit(id, id, 'created');
+      this.ctx.emit(id, id, 'started');
       this.ctx.logger.info({ pod: id, name: `${pod.namespace}/${pod.name}`, ip: pod.ip }, 'pod sandbox running');
       return { podSandboxId: id };
     } catch (err) {
@@ -224,9 +243,11 @@ export class Pods {
     }
     await unpinNamespaces(this.ctx, pod);
     await sh('umount', [join(pod.dir, 'shm')]).catch(() => undefined);
+    const wasReady = pod.state === 'ready';
     pod.state = 'notready';
     delete pod.cniResult;
     await this.ctx.pods.put(pod);
+    if (wasReady) this.ctx.emit(pod.id, pod.id, 'stopped');
   }
 
   async remove(id: string): Promise<void> {
@@ -237,6 +258,7 @@ export class Pods {
     await unmountRootfs(this.ctx, `pod-${pod.id}`, join(pod.dir, 'bundle', 'rootfs'));
     await rm(pod.dir, { recursive: true, force: true });
     await this.ctx.pods.delete(pod.id);
+    this.ctx.emit(pod.id, pod.id, 'deleted');
   }
 
   async toStatus(pod: PodRecord, verbose: boolean): Promise<criV1.PodSandboxStatusResponse> {

@@ -71,6 +71,15 @@ export interface PullProgress {
   total: number;
 }
 
+/** A lifecycle event of a container or pod sandbox (a sandbox's events carry its id as `containerId`). */
+export interface ContainerEvent {
+  containerId: string;
+  podSandboxId: string;
+  type: 'created' | 'started' | 'stopped' | 'deleted';
+  /** Nanoseconds since the epoch, as a decimal string. */
+  at: string;
+}
+
 /** Queue group shared by every image-service replica. */
 export const imageQueueGroup = 'image';
 
@@ -79,4 +88,5 @@ export const subjects = {
   imagePull: requestSubject<PullImageRequest, PullImageReply>('berth.image.pull'),
   serviceStarted: eventSubject<ServiceStarted>('berth.events.service.started'),
   pullProgress: eventSubject<PullProgress>('berth.events.image.progress'),
+  containerEvent: eventSubject<ContainerEvent>('berth.events.container'),
 } as const;
