@@ -1,7 +1,7 @@
 // Pods and containers end to end: a real stack running real containers with
 // runc and conmon, CNI networking, logs, ExecSync, and an executor restart.
 import { strict as assert } from 'node:assert';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -285,6 +285,42 @@ describe('networking, limits and confinement', () => {
     assert.equal(free.exitCode, 0, text(free.stderr));
     for (const id of [ro, local, dflt, unconfined]) await stack.cri.runtime.removeContainer({ containerId: id });
     rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('stats: CPU, memory, writable layer and pod network; resources updated live; logs reopened after rotation', async () => {
+    const id = await run(a, aConfig, 'busy', ['/bin/sh', '-c', 'dd if=/dev/zero of=/grow bs=1M count=3 2>/dev/null; i=0; while true; do i=$((i+1)); echo "line $i"; sleep 0.05; done']);
+    const client = await run(b, bConfig, 'pinger', ['/bin/sleep', '1000']);
+    const aIp = (await stack.cri.runtime.podSandboxStatus({ podSandboxId: a, verbose: false })).status!.network!.ip;
+    await stack.cri.runtime.execSync({ containerId: client, cmd: ['ping', '-c', '3', '-i', '0.2', aIp], timeout: 10n });
+    await sleep(500);
+    const first = (await stack.cri.runtime.containerStats({ containerId: id })).stats!;
+    await sleep(500);
+    const second = (await stack.cri.runtime.containerStats({ containerId: id })).stats!;
+    assert.equal(second.attributes?.id, id);
+    assert.ok((second.cpu?.usageCoreNanoSeconds?.value ?? 0n) > (first.cpu?.usageCoreNanoSeconds?.value ?? 0n), 'CPU time grows');
+    assert.ok(second.cpu?.usageNanoCores !== undefined, 'a rate from two samples');
+    assert.ok((second.memory?.workingSetBytes?.value ?? 0n) > 0n);
+    assert.ok((second.writableLayer?.usedBytes?.value ?? 0n) >= 3n * 1024n * 1024n, `writable layer ${second.writableLayer?.usedBytes?.value}`);
+    const listed = await stack.cri.runtime.listContainerStats({ filter: { id: '', podSandboxId: a, labelSelector: {} } });
+    assert.ok(listed.stats.some((s) => s.attributes?.id === id));
+    const pod = (await stack.cri.runtime.podSandboxStats({ podSandboxId: a })).stats!;
+    assert.ok((pod.linux?.network?.defaultInterface?.rxBytes?.value ?? 0n) > 0n, 'pod network counters');
+    assert.equal(pod.linux?.network?.defaultInterface?.name, 'eth0');
+    assert.ok((pod.linux?.process?.processCount?.value ?? 0n) >= 2n);
+    assert.ok(pod.linux?.containers.some((c) => c.attributes?.id === id));
+    const allPods = await stack.cri.runtime.listPodSandboxStats({ filter: undefined });
+    assert.ok(allPods.stats.some((p) => p.attributes?.id === a) && allPods.stats.some((p) => p.attributes?.id === b));
+
+    await stack.cri.runtime.updateContainerResources({ containerId: id, linux: criV1.LinuxContainerResources.fromPartial({ memoryLimitInBytes: BigInt(64 * 1024 * 1024) }), windows: undefined, annotations: {} });
+    const limit = await stack.cri.runtime.execSync({ containerId: id, cmd: ['cat', '/sys/fs/cgroup/memory/memory.limit_in_bytes'], timeout: 10n });
+    assert.equal(text(limit.stdout).trim(), String(64 * 1024 * 1024));
+
+    const status = (await stack.cri.runtime.containerStatus({ containerId: id, verbose: false })).status!;
+    renameSync(status.logPath, `${status.logPath}.1`);
+    await stack.cri.runtime.reopenContainerLog({ containerId: id });
+    const reopened = await waitFor('lines in the new log', async () => (existsSync(status.logPath) && / stdout F line \d+/.test(readFileSync(status.logPath, 'utf8')) ? true : undefined));
+    assert.ok(reopened);
+    for (const c of [id, client]) await stack.cri.runtime.removeContainer({ containerId: c });
   });
 
   test('GetContainerEvents streamed the lifecycle of what ran', async () => {

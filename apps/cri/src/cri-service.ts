@@ -36,6 +36,13 @@ function forwardToExecutor(backends: Backends) {
     containerStatus: (r: criV1.ContainerStatusRequest) => e.containerStatus(r),
     listContainers: (r: criV1.ListContainersRequest) => e.listContainers(r),
     execSync: (r: criV1.ExecSyncRequest) => e.execSync(r),
+    updateContainerResources: (r: criV1.UpdateContainerResourcesRequest) => e.updateContainerResources(r),
+    reopenContainerLog: (r: criV1.ReopenContainerLogRequest) => e.reopenContainerLog(r),
+    containerStats: (r: criV1.ContainerStatsRequest) => e.containerStats(r),
+    listContainerStats: (r: criV1.ListContainerStatsRequest) => e.listContainerStats(r),
+    podSandboxStats: (r: criV1.PodSandboxStatsRequest) => e.podSandboxStats(r),
+    listPodSandboxStats: (r: criV1.ListPodSandboxStatsRequest) => e.listPodSandboxStats(r),
+    updateRuntimeConfig: (r: criV1.UpdateRuntimeConfigRequest) => e.updateRuntimeConfig(r),
   } satisfies Handlers<typeof criV1.RuntimeServiceService>;
 }
 

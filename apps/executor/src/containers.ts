@@ -1,13 +1,13 @@
 // Containers: config.json from the CRI config and the image, a rootfs
 // snapshot, conmon for logs and the exit code; status from the records,
 // the runtime and conmon's exit files.
-import { watch } from 'node:fs';
-import { lstat, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { constants, watch } from 'node:fs';
+import { lstat, mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, normalize } from 'node:path';
 import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from '@berth/errors';
 import type { criV1 } from '@berth/proto';
 import type { ExecutorContext } from './context.js';
-import { buildSpec, capabilities, type MountSpec, type LinuxSpec } from './oci-spec.js';
+import { buildSpec, capabilities, resourcesSpec, type LinuxSpec, type MountSpec } from './oci-spec.js';
 import { cgroupsPath, newId, nowNanos, type Pods } from './pods.js';
 import { InFlight } from './keyed.js';
 import type { ContainerRecord, PodRecord } from './records.js';
@@ -417,6 +417,34 @@ export class Containers {
       });
     }
     return out;
+  }
+
+  async updateResources(request: criV1.UpdateContainerResourcesRequest): Promise<void> {
+    const c = await this.refresh(this.get(request.containerId));
+    if (c.state === 'exited') throw new FailedPreconditionError(`container ${c.id} has exited`);
+    if (request.linux === undefined) return;
+    const resources = resourcesSpec(request.linux);
+    await this.runtime(this.ctx.pods.get(c.podId)).update(c.id, resources, join(this.ctx.paths.scratchDir, newId()));
+    c.resources = { ...(c.resources ?? {}), ...resources };
+    await this.ctx.containerRecords.put(c);
+  }
+
+  /** Asks conmon to reopen the log file (after the kubelet rotated it), through its control FIFO. */
+  async reopenLog(id: string): Promise<void> {
+    const c = await this.refresh(this.get(id));
+    if (c.state !== 'running') throw new FailedPreconditionError(`container ${c.id} is not running`);
+    let handle;
+    try {
+      handle = await open(join(c.dir, 'ctl'), constants.O_WRONLY | constants.O_NONBLOCK);
+    } catch (err) {
+      throw new FailedPreconditionError(`container ${c.id}: conmon's control pipe is not open`, { cause: err });
+    }
+    try {
+      // conmon's control message "2": reopen the log.
+      await handle.write('2 0 0\n');
+    } finally {
+      await handle.close();
+    }
   }
 
   async execSync(request: criV1.ExecSyncRequest): Promise<criV1.ExecSyncResponse> {

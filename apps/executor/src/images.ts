@@ -2,7 +2,7 @@
 // config read from the store's content; the sandbox image is pulled through
 // the image service (so registry mirrors apply) when it is not there yet.
 import { subjects, type Bus } from '@berth/bus';
-import { isCategory, NotFoundError, UnavailableError } from '@berth/errors';
+import { FailedPreconditionError, isCategory, NotFoundError, UnavailableError } from '@berth/errors';
 import { formatReference, parseReference } from '@berth/registry';
 import type { ImageRecord, Store } from '@berth/store-api';
 
@@ -47,7 +47,7 @@ export class ImageResolver {
       throw err;
     }
     const info = await this.store.content.info(record.id);
-    if (info.size > maxConfigBytes) throw new Error(`image config ${record.id} is too large`);
+    if (info.size > maxConfigBytes) throw new FailedPreconditionError(`image config ${record.id} is larger than ${maxConfigBytes} bytes`);
     const chunks: Uint8Array[] = [];
     for await (const c of this.store.content.read(record.id)) chunks.push(c);
     const config = JSON.parse(Buffer.concat(chunks).toString('utf8')) as ImageConfigFile;

@@ -1,6 +1,7 @@
 // Composition root of berth-executor: the service that owns pods and
 // containers (runc, conmon, CNI). Everything is wired here.
 import { readFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { subjects } from '@berth/bus';
 import { builtinSandboxImage, internalSocket } from '@berth/config';
@@ -15,6 +16,7 @@ import type { ExecutorContext } from './context.js';
 import { ImageResolver } from './images.js';
 import { KeyedLock } from './keyed.js';
 import { Pods } from './pods.js';
+import { CgroupReader, Stats } from './stats.js';
 import { RecordStore, type ContainerRecord, type PodRecord } from './records.js';
 import { OciRuntime } from './runtime.js';
 import { probeOciRuntime } from './runtime-info.js';
@@ -64,6 +66,7 @@ await runDaemon({
     ctx.onShutdown(containers.watchExits());
     ctx.logger.info({ pods: pods.items.size, containers: containerRecords.items.size }, 'records loaded');
 
+    const stats = new Stats(context, podManager, containers, new CgroupReader(cgroupVersion));
     // Calls on one pod or container run one at a time.
     const locks = new KeyedLock();
     const handlers: Handlers<typeof executorV1.ExecutorService> = {
@@ -80,6 +83,21 @@ await runDaemon({
       containerStatus: async (r) => containers.status(r.containerId, r.verbose),
       listContainers: async (r) => ({ containers: await containers.list(r.filter) }),
       execSync: (r) => containers.execSync(r),
+      updateContainerResources: async (r) => (await locks.run(r.containerId, () => containers.updateResources(r)), {}),
+      reopenContainerLog: async (r) => (await containers.reopenLog(r.containerId), {}),
+      containerStats: async (r) => {
+        const c = containers.get(r.containerId);
+        return { stats: await stats.container(await containers.refresh(c), pods.get(c.podId)) };
+      },
+      listContainerStats: async (r) => ({ stats: await stats.listContainers(r.filter) }),
+      podSandboxStats: async (r) => ({ stats: await stats.pod(podManager.get(r.podSandboxId)) }),
+      listPodSandboxStats: async (r) => ({ stats: await stats.listPods(r.filter) }),
+      updateRuntimeConfig: async (r) => {
+        const cidr = r.runtimeConfig?.networkConfig?.podCidr ?? '';
+        await writeFile(join(config.stateDir, 'executor', 'runtime-config.json'), JSON.stringify({ podCidr: cidr }));
+        ctx.logger.info({ podCidr: cidr }, 'runtime config updated');
+        return {};
+      },
     };
     await serveGrpc(ctx, internalSocket(config, 'executor'), [buildService(executorV1.ExecutorService, handlers, { logger: ctx.logger, service: 'executor' })]);
     return async () => ({ runtime: runtimeInfo.ready ? { ok: true } : { ok: false, message: runtimeInfo.message } });

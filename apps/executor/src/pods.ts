@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { execFile } from 'node:child_process';
 import { copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { AlreadyExistsError, InvalidArgumentError, NotFoundError } from '@berth/errors';
+import { AlreadyExistsError, InternalError, InvalidArgumentError, NotFoundError } from '@berth/errors';
 import type { criV1 } from '@berth/proto';
 import type { ExecutorContext } from './context.js';
 import { cniAdd, cniDel, type CniPodArgs } from './cni.js';
@@ -18,7 +18,7 @@ import { mountRootfs, unmountRootfs } from './rootfs.js';
 
 export function sh(binary: string, args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
-    execFile(binary, args, { timeout: 60_000 }, (err, stdout, stderr) => (err ? reject(new Error(`${binary} ${args.join(' ')}: ${stderr.trim() || err.message}`)) : resolve(stdout)));
+    execFile(binary, args, { timeout: 60_000 }, (err, stdout, stderr) => (err ? reject(new InternalError(`${binary} ${args.join(' ')}: ${stderr.trim() || err.message}`)) : resolve(stdout)));
   });
 }
 

@@ -1,7 +1,7 @@
 // Container root filesystems: an active snapshot on the image's top layer,
 // prepared by the store and mounted by the executor.
 import { mkdir, rmdir } from 'node:fs/promises';
-import { isCategory } from '@berth/errors';
+import { InternalError, isCategory } from '@berth/errors';
 import type { ExecutorContext } from './context.js';
 import { sh } from './pods.js';
 
@@ -15,7 +15,7 @@ export async function mountRootfs(ctx: ExecutorContext, key: string, parent: str
   }
   await mkdir(target, { recursive: true, mode: 0o755 });
   const m = mounts[0];
-  if (m === undefined) throw new Error(`the store gave no mounts for snapshot ${key}`);
+  if (m === undefined) throw new InternalError(`the store gave no mounts for snapshot ${key}`);
   try {
     if (m.type === 'bind') await sh('mount', ['--bind', m.source, target]);
     else await sh('mount', ['-t', m.type, '-o', m.options.join(','), m.source, target]);

@@ -156,6 +156,18 @@ export class OciRuntime {
     await this.runc(['start', id]);
   }
 
+  /** Changes a running container's cgroup limits (`runc update`). */
+  async update(id: string, resources: Record<string, unknown>, scratch: string): Promise<void> {
+    await mkdir(scratch, { recursive: true, mode: 0o700 });
+    const file = join(scratch, 'resources.json');
+    await writeFile(file, JSON.stringify(resources));
+    try {
+      await this.runc(['update', '--resources', file, id]);
+    } finally {
+      await rm(scratch, { recursive: true, force: true });
+    }
+  }
+
   async kill(id: string, signal: string, all = false): Promise<void> {
     await this.runc(['kill', ...(all ? ['--all'] : []), id, signal]);
   }

@@ -64,6 +64,7 @@ export function toGrpcStatus(err: unknown): GrpcStatusLike {
 /** The BerthError a client raises for a failed call's status. */
 export function fromGrpcStatus(status: GrpcStatusLike, context?: string): BerthError {
   const category = codeToCategory.get(status.code) ?? 'internal';
-  const message = context === undefined ? status.details : `${context}: ${status.details}`;
+  // A status passed on from another Berth service already names the method.
+  const message = context === undefined || status.details.startsWith(`${context}: `) ? status.details : `${context}: ${status.details}`;
   return new BerthError(category, message, { cause: status });
 }

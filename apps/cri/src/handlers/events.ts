@@ -1,4 +1,4 @@
-import { isCategory } from '@berth/errors';
+import { isCategory, ResourceExhaustedError } from '@berth/errors';
 import { criV1 } from '@berth/proto';
 import type { CallContext } from '@berth/rpc';
 import type { ContainerEvent } from '@berth/bus';
@@ -35,7 +35,7 @@ export function createGetContainerEventsHandler(backends: Backends) {
       while (!ctx.signal.aborted) {
         const event = queue.shift();
         if (event === undefined) {
-          if (overflow) throw new Error('the client fell too far behind the event stream');
+          if (overflow) throw new ResourceExhaustedError('the client fell too far behind the event stream');
           await Promise.race([new Promise<void>((r) => (wake = r)), aborted]);
           continue;
         }
