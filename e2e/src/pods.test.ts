@@ -145,8 +145,11 @@ describe('a pod with containers', () => {
   });
 
   test('the executor restarts without losing the pod or its containers', async () => {
+    const quitter = (await stack.cri.runtime.createContainer({ podSandboxId: podId, config: containerConfig('quitter', ['/bin/sh', '-c', 'sleep 1; exit 42']), sandboxConfig: config })).containerId;
+    await stack.cri.runtime.startContainer({ containerId: quitter });
     const before = stack.pid('executor');
     process.kill(before, 'SIGKILL');
+    await sleep(1500); // the quitter exits while no executor runs
     await waitFor('a new executor', async () => {
       try {
         return stack.pid('executor') !== before ? true : undefined;
@@ -160,6 +163,11 @@ describe('a pod with containers', () => {
     assert.equal(pod?.state, criV1.PodSandboxState.SANDBOX_READY);
     const echo = await stack.cri.runtime.execSync({ containerId: sleeper, cmd: ['echo', 'still here'], timeout: 0n });
     assert.equal(Buffer.from(echo.stdout).toString(), 'still here\n');
+    const q = await exited(quitter);
+    assert.equal(q.exitCode, 42, 'an exit during the outage is reported truly');
+    const running = await stack.cri.runtime.listContainers({ filter: { id: '', state: undefined, podSandboxId: podId, labelSelector: {} } });
+    assert.equal(running.containers.length, 2, 'nothing duplicated');
+    await stack.cri.runtime.removeContainer({ containerId: quitter });
   });
 
   test('StopContainer sends the stop signal and reports the exit', async () => {
@@ -363,6 +371,35 @@ describe('bad requests', () => {
       await assert.rejects(stack.cri.runtime.runPodSandbox({ config, runtimeHandler: '' }), category('invalid-argument'));
     }
     assert.equal((await stack.cri.runtime.listPodSandbox({ filter: undefined })).items.length, 0, 'nothing half-made');
+  });
+
+  test('hostile: an image whose /etc links out of its rootfs, uid overflow, an ExecSync flood', async () => {
+    const outside = '/tmp/berth-e2e-hostile-etc';
+    rmSync(outside, { recursive: true, force: true });
+    const hostile = await buildImage({ layers: [[...busyboxRootfs().filter((e) => e.path !== '/etc'), { type: 'symlink', path: '/etc', target: `/../../../..${outside}` }]], config: { Cmd: ['/bin/sh'] } });
+    await pushImage(registry.url, 'test/hostile', 'etc', hostile);
+    const hostileName = `${registry.host}/test/hostile:etc`;
+    await stack.cri.image.pullImage({ image: imageSpec(hostileName), auth: undefined, sandboxConfig: undefined });
+    const config = podConfig('hostile');
+    const podId = (await stack.cri.runtime.runPodSandbox({ config, runtimeHandler: '' })).podSandboxId;
+    try {
+      const id = (await stack.cri.runtime.createContainer({ podSandboxId: podId, config: containerConfig('etc', ['/bin/sleep', '1000'], { image: imageSpec(hostileName) }), sandboxConfig: config })).containerId;
+      await stack.cri.runtime.startContainer({ containerId: id });
+      const hosts = await stack.cri.runtime.execSync({ containerId: id, cmd: ['cat', '/etc/hosts'], timeout: 10n });
+      assert.match(Buffer.from(hosts.stdout).toString(), /\thostile$/m, 'the container sees the pod hosts file');
+      assert.ok(!existsSync(outside), 'nothing was mounted or created on the host through the link');
+
+      const flood = await stack.cri.runtime.execSync({ containerId: id, cmd: ['head', '-c', '40000000', '/dev/zero'], timeout: 30n });
+      assert.equal(flood.stdout.length, 7 * 1024 * 1024, 'ExecSync output is capped');
+      assert.equal(flood.exitCode, 0);
+
+      const big = containerConfig('bigid', ['true'], { linux: criV1.LinuxContainerConfig.fromPartial({ securityContext: { runAsUser: { value: 2n ** 32n } } }) });
+      await assert.rejects(stack.cri.runtime.createContainer({ podSandboxId: podId, config: big, sandboxConfig: config }), category('invalid-argument'));
+      const negative = containerConfig('neggroup', ['true'], { linux: criV1.LinuxContainerConfig.fromPartial({ securityContext: { supplementalGroups: [-5n] } }) });
+      await assert.rejects(stack.cri.runtime.createContainer({ podSandboxId: podId, config: negative, sandboxConfig: config }), category('invalid-argument'));
+    } finally {
+      await stack.cri.runtime.removePodSandbox({ podSandboxId: podId });
+    }
   });
 
   test('an unknown runtime handler, a missing image and a missing mount source are refused, and nothing is left', async () => {

@@ -15,7 +15,8 @@ import { mountRootfs, unmountRootfs } from './rootfs.js';
 import { resolveUser } from './user.js';
 
 const propagationOption = ['rprivate', 'rslave', 'rshared'];
-const maxExecOutput = 16 * 1024 * 1024;
+/** Per stream: stdout and stderr together stay under the 16 MiB message limit of the kubelet's CRI client. */
+const maxExecOutput = 7 * 1024 * 1024;
 
 /** The kubelet's rule: CRI command replaces the entrypoint, CRI args replace the image's cmd. */
 export function processArgs(command: string[], args: string[], entrypoint: string[], cmd: string[]): string[] {

@@ -39,6 +39,8 @@ export type PromiseClient<S extends ServiceDefinition> = {
  * reconnect quickly instead of grpc-js's default back-off of up to two minutes.
  */
 const localChannelOptions = {
+  // As the kubelet's CRI client and Berth's servers: messages up to 16 MiB.
+  'grpc.max_receive_message_length': 16 * 1024 * 1024,
   'grpc.initial_reconnect_backoff_ms': 100,
   'grpc.min_reconnect_backoff_ms': 100,
   'grpc.max_reconnect_backoff_ms': 1000,
