@@ -4,6 +4,8 @@ import { strict as assert } from 'node:assert';
 import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
+import { execFile, spawn } from 'node:child_process';
+import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { imageSpec } from '@berth/client';
@@ -12,6 +14,7 @@ import { buildImage, pushImage } from '@berth/oci';
 import { criV1 } from '@berth/proto';
 import { busyboxRootfs, startRegistry, startStack, type RegistryHandle, type StackHandle } from '@berth/testing';
 
+const execFileAsync = promisify(execFile);
 let stack: StackHandle;
 let registry: RegistryHandle;
 let imageName: string;
@@ -361,6 +364,56 @@ describe('retries', () => {
     assert.equal((await stack.cri.runtime.listPodSandbox({ filter: { id: '', state: undefined, labelSelector: { pod: 'retry' } } })).items.length, 1);
     assert.equal((await stack.cri.runtime.listContainers({ filter: { id: '', state: undefined, podSandboxId: first.podSandboxId, labelSelector: {} } })).containers.length, 1);
     await stack.cri.runtime.removePodSandbox({ podSandboxId: first.podSandboxId });
+  });
+});
+
+describe('berthctl', () => {
+  const berthctl = join(import.meta.dirname, '../../apps/berthctl/dist/main.js');
+  const ctl = (...args: string[]) => execFileAsync(process.execPath, [berthctl, '-r', stack.socket, ...args]).then((r) => r.stdout);
+
+  test('runp, create, start, ps, logs, exec --sync, stats, inspect, events, stop, rm, stopp, rmp', async () => {
+    const dir = mkdtempSync('/var/tmp/berth-e2e-ctl-');
+    const events = spawn(process.execPath, [berthctl, '-r', stack.socket, 'events'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let eventText = '';
+    events.stdout.on('data', (d: Buffer) => (eventText += d.toString()));
+    try {
+      writeFileSync(join(dir, 'pod.json'), JSON.stringify({ metadata: { name: 'ctl', namespace: 'e2e', uid: 'uid-ctl' }, hostname: 'ctl', log_directory: join(logRoot, 'ctl') }));
+      writeFileSync(join(dir, 'ctr.json'), JSON.stringify({ metadata: { name: 'talker' }, image: { image: imageName }, command: ['/bin/sh', '-c', 'echo first; echo second >&2; exec sleep 1000'], log_path: 'talker.log' }));
+      await sleep(300); // the event stream is open
+      const pod = (await ctl('runp', join(dir, 'pod.json'))).trim();
+      assert.match(pod, /^[a-f0-9]{64}$/);
+      assert.match(await ctl('pods'), new RegExp(`${pod.slice(0, 13)}\\s.*READY\\s+ctl\\s+e2e`));
+      const ctr = (await ctl('create', pod, join(dir, 'ctr.json'), join(dir, 'pod.json'))).trim();
+      await ctl('start', ctr);
+      assert.match(await ctl('ps'), new RegExp(`${ctr.slice(0, 13)}\\s.*RUNNING\\s+talker`));
+      const logs = await waitFor('logs', async () => {
+        const r = await execFileAsync(process.execPath, [berthctl, '-r', stack.socket, 'logs', ctr]);
+        return r.stdout.includes('first') && r.stderr.includes('second') ? r : undefined;
+      });
+      assert.equal(logs.stdout, 'first\n');
+      assert.equal(await ctl('exec', '--sync', ctr, 'echo', 'via', 'exec'), 'via exec\n');
+      await assert.rejects(ctl('exec', '--sync', ctr, 'sh', '-c', 'exit 4'), (e: { code: number }) => e.code === 4);
+      assert.match(await ctl('stats'), new RegExp(`${ctr.slice(0, 13)}\\s+talker`));
+      const inspected = JSON.parse(await ctl('inspect', ctr)) as { status: { metadata: { name: string } }; info: { info: { pid: number } } };
+      assert.equal(inspected.status.metadata.name, 'talker');
+      assert.ok(inspected.info.info.pid > 0);
+      await ctl('stop', '--timeout-stop', '2', ctr);
+      assert.doesNotMatch(await ctl('ps'), /talker/);
+      assert.match(await ctl('ps', '-a'), /EXITED\s+talker/);
+      await ctl('rm', ctr);
+      await ctl('stopp', pod);
+      await ctl('rmp', pod);
+      assert.doesNotMatch(await ctl('pods'), /ctl/);
+      const types = await waitFor('the events', async () => {
+        const seen = eventText.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { containerId: string; type: string });
+        const mine = seen.filter((e) => e.containerId === ctr).map((e) => e.type);
+        return mine.includes('CONTAINER_DELETED_EVENT') ? mine : undefined;
+      });
+      assert.deepEqual(types, ['CONTAINER_CREATED_EVENT', 'CONTAINER_STARTED_EVENT', 'CONTAINER_STOPPED_EVENT', 'CONTAINER_DELETED_EVENT']);
+    } finally {
+      events.kill('SIGINT');
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -6,6 +6,7 @@ import { berthVersion } from '@berth/config';
 import { imageFsInfoCommand, imagesCommand, infoCommand, inspectImageCommand, pullCommand, removeImagesCommand, versionCommand } from './commands.js';
 import { connectCri, defaultSocket } from '@berth/client';
 import { natsUrlFor, watchPullProgress } from './progress.js';
+import { createCommand, eventsCommand, execSyncCommand, inspectCommand, logsCommand, podsCommand, psCommand, runPodCommand, statsCommand } from './runtime-commands.js';
 
 const usage = `usage: berthctl [--runtime-endpoint PATH] [--timeout SECONDS] COMMAND
 
@@ -17,11 +18,34 @@ Commands:
   inspecti IMAGE           an image's status
   rmi IMAGE...             remove images (by id, tag or digest)
   imagefsinfo              usage of the image filesystem
+  runp POD.json [--runtime H]  run a pod sandbox from a PodSandboxConfig
+  pods [-o text|json]      list pod sandboxes
+  stopp POD...             stop pod sandboxes
+  rmp POD...               remove pod sandboxes
+  create POD CTR.json POD.json  create a container from a ContainerConfig
+  start CTR...             start containers
+  stop [--timeout-stop S] CTR...  stop containers (default 10 s before SIGKILL)
+  rm CTR...                remove containers
+  ps [-a] [-o text|json]   list running (or all) containers
+  inspect ID               a container's (or pod's) status, verbose
+  logs [-f] CTR            a container's output (follow with -f)
+  exec --sync CTR CMD...   run a command in a container and wait for it
+  stats [-o text|json]     running containers' CPU, memory and disk
+  events                   stream container and pod lifecycle events
 
 The endpoint defaults to $BERTH_SOCKET or ${defaultSocket}.
 `;
 
 async function main(argv: string[]): Promise<number> {
+  // `exec [flags] CTR CMD...`: everything after the container id is the command, flags included.
+  let command_: string[] = [];
+  const execAt = argv.indexOf('exec');
+  if (execAt >= 0) {
+    let i = execAt + 1;
+    while (i < argv.length && argv[i]!.startsWith('-')) i++;
+    command_ = argv.slice(i + 1);
+    argv = argv.slice(0, i + 1);
+  }
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
@@ -31,6 +55,11 @@ async function main(argv: string[]): Promise<number> {
       output: { type: 'string', short: 'o', default: 'text' },
       help: { type: 'boolean', short: 'h' },
       creds: { type: 'string' },
+      runtime: { type: 'string', default: '' },
+      all: { type: 'boolean', short: 'a' },
+      follow: { type: 'boolean', short: 'f' },
+      sync: { type: 'boolean', short: 's' },
+      'timeout-stop': { type: 'string', default: '10' },
     },
   });
   const [command] = positionals;
@@ -73,6 +102,59 @@ async function main(argv: string[]): Promise<number> {
       case 'imagefsinfo':
         await imageFsInfoCommand(cri, out);
         return 0;
+      case 'runp':
+        if (positionals[1] === undefined) throw new Error('runp needs a pod config file');
+        await runPodCommand(cri, out, positionals[1], values.runtime ?? '');
+        return 0;
+      case 'pods':
+        await podsCommand(cri, out, values.output === 'json' ? 'json' : 'text');
+        return 0;
+      case 'stopp':
+      case 'rmp':
+      case 'start':
+      case 'stop':
+      case 'rm': {
+        const ids = positionals.slice(1);
+        if (ids.length === 0) throw new Error(`${command} needs at least one id`);
+        for (const id of ids) {
+          if (command === 'stopp') await cri.runtime.stopPodSandbox({ podSandboxId: id });
+          else if (command === 'rmp') await cri.runtime.removePodSandbox({ podSandboxId: id });
+          else if (command === 'start') await cri.runtime.startContainer({ containerId: id });
+          else if (command === 'stop') await cri.runtime.stopContainer({ containerId: id, timeout: BigInt(Number(values['timeout-stop'])) });
+          else await cri.runtime.removeContainer({ containerId: id });
+          out(`${id}\n`);
+        }
+        return 0;
+      }
+      case 'create':
+        if (positionals.length !== 4) throw new Error('create needs POD-ID CONTAINER-CONFIG POD-CONFIG');
+        await createCommand(cri, out, positionals[1]!, positionals[2]!, positionals[3]!);
+        return 0;
+      case 'ps':
+        await psCommand(cri, out, values.all ?? false, values.output === 'json' ? 'json' : 'text');
+        return 0;
+      case 'inspect':
+        if (positionals[1] === undefined) throw new Error('inspect needs an id');
+        await inspectCommand(cri, out, positionals[1]);
+        return 0;
+      case 'logs':
+        if (positionals[1] === undefined) throw new Error('logs needs a container id');
+        await logsCommand(cri, out, (t) => void process.stderr.write(t), positionals[1], values.follow ?? false);
+        return 0;
+      case 'exec':
+        if (!values.sync) throw new Error('only exec --sync is available (interactive exec needs the streaming server)');
+        if (positionals[1] === undefined || command_.length === 0) throw new Error('exec --sync needs a container id and a command');
+        return await execSyncCommand(cri, out, (t) => void process.stderr.write(t), positionals[1], command_, timeoutS);
+      case 'stats':
+        await statsCommand(cri, out, values.output === 'json' ? 'json' : 'text');
+        return 0;
+      case 'events': {
+        const abort = new AbortController();
+        process.once('SIGINT', () => abort.abort());
+        process.once('SIGTERM', () => abort.abort());
+        await eventsCommand(cri, out, abort.signal);
+        return 0;
+      }
       default:
         process.stderr.write(`berthctl: unknown command ${JSON.stringify(command)}\n${usage}`);
         return 2;
