@@ -93,8 +93,8 @@ describe('the CRI socket', () => {
   });
 
   test('an RPC whose issue has not landed answers UNIMPLEMENTED, never a fake success', async () => {
-    await assert.rejects(stack.cri.runtime.listContainers({ filter: undefined }), (err: Error) => isCategory(err, 'unimplemented') && /ListContainers/.test(err.message));
-    await assert.rejects(stack.cri.runtime.runPodSandbox({ config: undefined, runtimeHandler: '' }), (err: Error) => isCategory(err, 'unimplemented'));
+    await assert.rejects(stack.cri.runtime.exec(criV1.ExecRequest.fromPartial({ containerId: 'x', cmd: ['sh'], stdout: true })), (err: Error) => isCategory(err, 'unimplemented') && /Exec/.test(err.message));
+    await assert.rejects(stack.cri.runtime.checkpointContainer({ containerId: 'x', location: '/tmp/x', timeout: 0n }), (err: Error) => isCategory(err, 'unimplemented'));
   });
 
   test('a malformed request gets INVALID_ARGUMENT', async () => {

@@ -1,0 +1,209 @@
+// CRI benchmarks: Berth against containerd's CRI on the same machine, driven
+// through the same client code with the same images, runs alternating
+// (A B A B) so machine drift cancels out; plus bare runc as the floor of
+// create+start.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { imageSpec } from '@berth/client';
+import { buildImage, pushBlobs, pushImage, pushManifest, readOciLayout, type BuiltImage } from '@berth/oci';
+import { criV1 } from '@berth/proto';
+import { busyboxRootfs, startRegistry } from '@berth/testing';
+import { startBerth, startContainerd, type Peer } from './peers.js';
+import { summarize } from './stats.js';
+
+const repoRoot = resolve(import.meta.dirname, '../..');
+
+export interface Compared {
+  berth: { median: number; p90: number; n: number };
+  containerd: { median: number; p90: number; n: number };
+  /** berth median / containerd median: below 1 is Berth faster. */
+  ratio: number;
+}
+
+type Samples = Record<string, { berth: number[]; containerd: number[] }>;
+
+async function timed<T>(fn: () => Promise<T>): Promise<[number, T]> {
+  const t = performance.now();
+  const v = await fn();
+  return [performance.now() - t, v];
+}
+
+function podConfig(name: string): criV1.PodSandboxConfig {
+  return criV1.PodSandboxConfig.fromPartial({
+    metadata: { name, namespace: 'bench', uid: `uid-${name}`, attempt: 0 },
+    hostname: name.slice(0, 60),
+    linux: { securityContext: { namespaceOptions: { network: 0, pid: 0, ipc: 0 } } },
+  });
+}
+
+function containerConfig(name: string, image: string): criV1.ContainerConfig {
+  return criV1.ContainerConfig.fromPartial({ metadata: { name, attempt: 0 }, image: { image }, command: ['/bin/sleep', '100000'], linux: { securityContext: { namespaceOptions: { network: 0, pid: 0, ipc: 0 } } } });
+}
+
+/** A busybox image with one extra small layer, so each variant is a cold pull. */
+async function busyboxVariant(tag: string): Promise<BuiltImage> {
+  return buildImage({ layers: [busyboxRootfs(), [{ type: 'file', path: '/variant', content: `${tag} ${randomBytes(8).toString('hex')}` }]], config: { Cmd: ['/bin/sh'] } });
+}
+
+/** Five layers of incompressible data, about 200 MB in all. */
+async function bigImage(): Promise<BuiltImage> {
+  const layers = [busyboxRootfs()];
+  for (let i = 0; i < 4; i++) layers.push([{ type: 'file', path: `/data/layer-${i}.bin`, content: randomBytes(50 * 1024 * 1024) }]);
+  return buildImage({ layers, config: { Cmd: ['/bin/sh'] } });
+}
+
+export async function benchCri(options: { quick: boolean }): Promise<{ results: Record<string, Compared>; floor: { createStartMs: { median: number; p90: number } }; notes: string[] }> {
+  const runs = options.quick ? 5 : 20;
+  const listSize = options.quick ? 50 : 200;
+  const samples: Samples = {};
+  const record = (name: string, peer: Peer['name'], ms: number): void => {
+    (samples[name] ??= { berth: [], containerd: [] })[peer].push(ms);
+  };
+  const notes: string[] = [];
+
+  const registry = await startRegistry();
+  const base = await buildImage({ layers: [busyboxRootfs()], config: { Cmd: ['/bin/sh'] } });
+  await pushImage(registry.url, 'bench/busybox', 'base', base);
+  const pause = await readOciLayout(join(repoRoot, 'apps/pause/dist/oci'), 'berth.local/pause:0.1.0');
+  await pushBlobs(registry.url, 'bench/pause', pause.blobs);
+  await pushManifest(registry.url, 'bench/pause', 'v1', pause.blobs.get(pause.manifestDigest)!, 'application/vnd.oci.image.manifest.v1+json');
+  const baseName = `${registry.host}/bench/busybox:base`;
+
+  const berth = await startBerth();
+  const containerd = await startContainerd(registry.host, `${registry.host}/bench/pause:v1`);
+  const peers = [berth, containerd];
+  try {
+    for (const p of peers) await p.cri.image.pullImage({ image: imageSpec(baseName), auth: undefined, sandboxConfig: undefined });
+
+    // Pod lifecycle (one warm-up each first).
+    for (let i = -1; i < runs; i++) {
+      for (const p of peers) {
+        const config = podConfig(`pod-${p.name}-${i + 1}`);
+        const [run, { podSandboxId }] = await timed(() => p.cri.runtime.runPodSandbox({ config, runtimeHandler: '' }));
+        const [status] = await timed(() => p.cri.runtime.podSandboxStatus({ podSandboxId, verbose: false }));
+        const [stop] = await timed(() => p.cri.runtime.stopPodSandbox({ podSandboxId }));
+        const [remove] = await timed(() => p.cri.runtime.removePodSandbox({ podSandboxId }));
+        if (i < 0) continue;
+        record('RunPodSandbox', p.name, run);
+        record('PodSandboxStatus', p.name, status);
+        record('StopPodSandbox', p.name, stop);
+        record('RemovePodSandbox', p.name, remove);
+      }
+    }
+
+    // Container lifecycle in one pod per runtime.
+    const pods = new Map<Peer['name'], { id: string; config: criV1.PodSandboxConfig }>();
+    for (const p of peers) {
+      const config = podConfig(`ctr-${p.name}`);
+      pods.set(p.name, { id: (await p.cri.runtime.runPodSandbox({ config, runtimeHandler: '' })).podSandboxId, config });
+    }
+    for (let i = -1; i < runs; i++) {
+      for (const p of peers) {
+        const pod = pods.get(p.name)!;
+        const [create, { containerId }] = await timed(() => p.cri.runtime.createContainer({ podSandboxId: pod.id, config: containerConfig(`c${i + 1}`, baseName), sandboxConfig: pod.config }));
+        const [start] = await timed(() => p.cri.runtime.startContainer({ containerId }));
+        const [status] = await timed(() => p.cri.runtime.containerStatus({ containerId, verbose: false }));
+        const [stop] = await timed(() => p.cri.runtime.stopContainer({ containerId, timeout: 10n }));
+        const [remove] = await timed(() => p.cri.runtime.removeContainer({ containerId }));
+        if (i < 0) continue;
+        record('CreateContainer', p.name, create);
+        record('StartContainer', p.name, start);
+        record('CreateContainer+StartContainer', p.name, create + start);
+        record('ContainerStatus', p.name, status);
+        record('StopContainer', p.name, stop);
+        record('RemoveContainer', p.name, remove);
+      }
+    }
+
+    // Pod + container from nothing to running.
+    for (let i = 0; i < Math.max(3, runs / 2); i++) {
+      for (const p of peers) {
+        const config = podConfig(`full-${p.name}-${i}`);
+        const [ms, podId] = await timed(async () => {
+          const { podSandboxId } = await p.cri.runtime.runPodSandbox({ config, runtimeHandler: '' });
+          const { containerId } = await p.cri.runtime.createContainer({ podSandboxId, config: containerConfig('app', baseName), sandboxConfig: config });
+          await p.cri.runtime.startContainer({ containerId });
+          return podSandboxId;
+        });
+        record('pod+container to running', p.name, ms);
+        await p.cri.runtime.stopPodSandbox({ podSandboxId: podId });
+        await p.cri.runtime.removePodSandbox({ podSandboxId: podId });
+      }
+    }
+
+    // List and status with many containers (created, in the container pod).
+    for (const p of peers) {
+      const pod = pods.get(p.name)!;
+      for (let i = 0; i < listSize; i++) await p.cri.runtime.createContainer({ podSandboxId: pod.id, config: containerConfig(`many-${i}`, baseName), sandboxConfig: pod.config });
+    }
+    const someId = new Map<Peer['name'], string>();
+    for (const p of peers) someId.set(p.name, (await p.cri.runtime.listContainers({ filter: undefined })).containers[0]!.id);
+    for (let i = 0; i < runs * 2; i++) {
+      for (const p of peers) {
+        record(`ListContainers (${listSize})`, p.name, (await timed(() => p.cri.runtime.listContainers({ filter: undefined })))[0]);
+        record(`ContainerStatus (${listSize})`, p.name, (await timed(() => p.cri.runtime.containerStatus({ containerId: someId.get(p.name)!, verbose: false })))[0]);
+        record(`ListPodSandbox (${listSize})`, p.name, (await timed(() => p.cri.runtime.listPodSandbox({ filter: undefined })))[0]);
+      }
+    }
+    for (const p of peers) await p.cri.runtime.removePodSandbox({ podSandboxId: pods.get(p.name)!.id });
+
+    // Pulls: cold (a fresh variant each run), warm re-pull, and a ~200 MB five-layer image.
+    const pullRuns = options.quick ? 2 : 5;
+    for (let i = 0; i < pullRuns; i++) {
+      for (const p of peers) {
+        const tag = `${p.name}-${i}`;
+        await pushImage(registry.url, 'bench/variant', tag, await busyboxVariant(tag));
+        const name = `${registry.host}/bench/variant:${tag}`;
+        record('PullImage cold (busybox)', p.name, (await timed(() => p.cri.image.pullImage({ image: imageSpec(name), auth: undefined, sandboxConfig: undefined })))[0]);
+        record('PullImage warm re-pull', p.name, (await timed(() => p.cri.image.pullImage({ image: imageSpec(name), auth: undefined, sandboxConfig: undefined })))[0]);
+      }
+    }
+    for (let i = 0; i < (options.quick ? 1 : 2); i++) {
+      for (const p of peers) {
+        const tag = `${p.name}-${i}`;
+        await pushImage(registry.url, 'bench/big', tag, await bigImage());
+        record('PullImage cold (5 layers, 200 MB)', p.name, (await timed(() => p.cri.image.pullImage({ image: imageSpec(`${registry.host}/bench/big:${tag}`), auth: undefined, sandboxConfig: undefined })))[0]);
+      }
+    }
+  } finally {
+    await berth.stop().catch((e: unknown) => notes.push(`stopping berth: ${String(e)}`));
+    await containerd.stop().catch((e: unknown) => notes.push(`stopping containerd: ${String(e)}`));
+    await registry.stop();
+  }
+
+  // The floor: bare runc create + start of the same rootfs.
+  const floor: number[] = [];
+  const work = mkdtempSync('/var/tmp/berth-bench-runc-');
+  try {
+    const rootfs = join(work, 'bundle/rootfs');
+    mkdirSync(rootfs, { recursive: true });
+    for (const layer of base.manifest.layers) execFileSync('tar', ['-x', '-C', rootfs], { input: gunzipSync(base.blobs.get(layer.digest)!) });
+    execFileSync('runc', ['spec'], { cwd: join(work, 'bundle') });
+    const spec = JSON.parse(execFileSync('cat', [join(work, 'bundle/config.json')]).toString()) as { process: { args: string[]; terminal: boolean } };
+    spec.process.args = ['/bin/sleep', '100000'];
+    spec.process.terminal = false;
+    writeFileSync(join(work, 'bundle/config.json'), JSON.stringify(spec));
+    for (let i = 0; i < runs; i++) {
+      const id = `bench-floor-${i}`;
+      const t = performance.now();
+      spawnSync('runc', ['--root', join(work, 'runc'), 'create', '--bundle', join(work, 'bundle'), id], { stdio: 'ignore' });
+      spawnSync('runc', ['--root', join(work, 'runc'), 'start', id], { stdio: 'ignore' });
+      floor.push(performance.now() - t);
+      spawnSync('runc', ['--root', join(work, 'runc'), 'delete', '--force', id], { stdio: 'ignore' });
+    }
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+
+  const results: Record<string, Compared> = {};
+  for (const [name, s] of Object.entries(samples)) {
+    const b = summarize(s.berth);
+    const c = summarize(s.containerd);
+    results[name] = { berth: b, containerd: c, ratio: b.median / c.median };
+  }
+  const f = summarize(floor);
+  return { results, floor: { createStartMs: { median: f.median, p90: f.p90 } }, notes };
+}
