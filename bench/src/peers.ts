@@ -65,6 +65,8 @@ state = "${dir}/state"
   level = "warn"
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "${sandboxImage}"
+  # Like Berth on a host without CAP_SYS_RESOURCE: never below its own oom_score_adj.
+  restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"

@@ -12,6 +12,7 @@ import { cgroupsPath, newId, nowNanos, type Pods } from './pods.js';
 import { InFlight } from './keyed.js';
 import type { ContainerRecord, PodRecord } from './records.js';
 import { mountRootfs, unmountRootfs } from './rootfs.js';
+import { processStart, stillRunning } from './runtime.js';
 import { resolveUser } from './user.js';
 
 const propagationOption = ['rprivate', 'rslave', 'rshared'];
@@ -234,6 +235,9 @@ export class Containers {
       const runtime = this.runtime(pod);
       record.pid = await runtime.createMonitored(id, dir, { logPath, name: `${meta.name}_${pod.name}_${pod.namespace}_${pod.uid}_${meta.attempt}`, stdin: config.stdin, tty: config.tty });
       undo.push(() => runtime.delete(id));
+      const conmonPid = Number((await readFile(join(dir, 'conmon.pid'), 'utf8').catch(() => '0')).trim());
+      const conmonStart = await processStart(conmonPid);
+      if (conmonStart !== undefined) Object.assign(record, { conmonPid, conmonStart });
       await this.ctx.containerRecords.put(record);
       this.ctx.emit(id, pod.id, 'created');
       return { containerId: id };
@@ -265,10 +269,15 @@ export class Containers {
   private async check(c: ContainerRecord): Promise<ContainerRecord> {
     if (c.state === 'exited') return c;
     const runtime = this.runtime(this.ctx.pods.get(c.podId));
-    const exit = await runtime.exitCode(c.id);
+    let exit = await runtime.exitCode(c.id);
+    // No exit file: conmon still watching means the container has not exited.
+    if (exit === undefined && c.conmonPid !== undefined && (await stillRunning(c.conmonPid, c.conmonStart))) return c;
+    // conmon writes the exit file before it exits: look again now that it is gone.
+    exit ??= await runtime.exitCode(c.id);
     if (exit === undefined) {
-      // No exit file and no runtime state: the node rebooted or conmon was killed.
-      if ((await runtime.state(c.id)) !== undefined) return c;
+      // Without conmon, the runtime's word; with neither, the node rebooted or conmon was killed.
+      const state = await runtime.state(c.id);
+      if (state !== undefined && state.status !== 'stopped') return c;
       Object.assign(c, { state: 'exited', exitCode: 255, reason: 'Unknown', message: 'the container was lost (no runtime state, no exit code)', finishedAt: nowNanos() });
     } else {
       const oom = await lstat(join(c.dir, 'persist', 'oom')).then(() => true, () => false);
@@ -285,18 +294,18 @@ export class Containers {
     return c;
   }
 
+  /** Waits up to `ms` for the container's exit (conmon's exit file, or conmon gone). */
   private async waitExit(c: ContainerRecord, ms: number): Promise<boolean> {
     const runtime = this.runtime(this.ctx.pods.get(c.podId));
     const until = Date.now() + ms;
     for (;;) {
       if ((await runtime.exitCode(c.id)) !== undefined) return true;
-      const state = await runtime.state(c.id);
-      if (state === undefined || state.status === 'stopped') {
-        // conmon writes the exit file right after the process goes; give it a moment.
-        if ((await runtime.exitCode(c.id)) !== undefined || Date.now() > until) return true;
+      if (c.conmonPid === undefined || !(await stillRunning(c.conmonPid, c.conmonStart))) {
+        const state = c.conmonPid === undefined ? await runtime.state(c.id) : undefined;
+        if (state === undefined || state.status === 'stopped') return true;
       }
       if (Date.now() > until) return false;
-      await new Promise((r) => setTimeout(r, 20));
+      await new Promise((r) => setTimeout(r, 10));
     }
   }
 

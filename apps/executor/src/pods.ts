@@ -15,6 +15,7 @@ import { buildSpec } from './oci-spec.js';
 import { validateSysctls } from './oci-spec.js';
 import type { PodRecord } from './records.js';
 import { mountRootfs, unmountRootfs } from './rootfs.js';
+import { processStart, stillRunning } from './runtime.js';
 
 export function sh(binary: string, args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -210,6 +211,8 @@ export class Pods {
       await writeFile(join(bundle, 'config.json'), JSON.stringify(spec));
       const runtime = this.ctx.runtimeFor(handler)!;
       pod.pausePid = await runtime.createDetached(id, bundle);
+      const pauseStart = await processStart(pod.pausePid);
+      if (pauseStart !== undefined) pod.pauseStart = pauseStart;
       undo.push(() => runtime.delete(id));
       await runtime.start(id);
       await this.ctx.pods.put(pod);
@@ -226,8 +229,7 @@ export class Pods {
   /** Whether the pod's pause process still runs (a reboot or a kill ends it). */
   async ready(pod: PodRecord): Promise<boolean> {
     if (pod.state !== 'ready') return false;
-    const state = await this.ctx.runtimeFor(pod.runtimeHandler)?.state(pod.id);
-    return state?.status === 'running';
+    return stillRunning(pod.pausePid, pod.pauseStart);
   }
 
   async stop(id: string): Promise<void> {

@@ -31,6 +31,8 @@ export interface PodRecord {
   /** Pinned namespaces: net, ipc, uts paths. */
   namespacePaths: { net?: string; ipc?: string; uts?: string };
   pausePid: number;
+  /** The pause process's start time, so a reused pid is not taken for it. */
+  pauseStart?: string;
   cgroupParent: string;
   dir: string;
   sysctls: Record<string, string>;
@@ -60,6 +62,9 @@ export interface ContainerRecord {
   snapshotKey: string;
   stopSignal: string;
   pid: number;
+  /** conmon's pid and start time: while it runs without an exit file, the container has not exited. */
+  conmonPid?: number;
+  conmonStart?: string;
   tty: boolean;
   stdin: boolean;
   /** The process spec of the container, for ExecSync's environment, user and capabilities. */

@@ -49,6 +49,30 @@ export function findBinary(name: string): string {
   return name;
 }
 
+/**
+ * A process's start time (clock ticks since boot, field 22 of
+ * /proc/<pid>/stat); with the pid it names one process for good, where a
+ * pid alone may be reused. Undefined when no such process runs.
+ */
+export async function processStart(pid: number): Promise<string | undefined> {
+  if (!Number.isInteger(pid) || pid <= 0) return undefined;
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // fields[0] is field 3 (state); a zombie has exited.
+    if (fields[0] === 'Z') return undefined;
+    return fields[19];
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether the process recorded as (pid, start) still runs. */
+export async function stillRunning(pid: number, start: string | undefined): Promise<boolean> {
+  const now = await processStart(pid);
+  return now !== undefined && (start === undefined || start === now);
+}
+
 export class OciRuntime {
   readonly paths: RuntimePaths;
 
@@ -182,9 +206,14 @@ export class OciRuntime {
     }
   }
 
+  /** Deletes the container from the runtime; one it does not know is fine. */
   async delete(id: string): Promise<void> {
-    if ((await this.state(id)) === undefined) return;
-    await this.runc(['delete', '--force', id]);
+    try {
+      await this.runc(['delete', '--force', id]);
+    } catch (err) {
+      if (/does not exist|not found/i.test((err as Error).message)) return;
+      throw err;
+    }
   }
 
   /** The exit code conmon recorded, undefined while the container has not exited. */

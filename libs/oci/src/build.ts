@@ -34,6 +34,8 @@ export async function tarLayer(entries: LayerEntry[]): Promise<Buffer> {
     p.on('end', resolve);
     p.on('error', reject);
   });
+  // A hard link's header carries its target's mode and owner, as tar writes them (unpackers may apply it to the shared inode).
+  const files = new Map<string, { mode: number; uid: number; gid: number }>();
   for (const e of entries) {
     const name = e.path.replace(/^\/+/, '');
     let header: HeaderArg;
@@ -42,6 +44,7 @@ export async function tarLayer(entries: LayerEntry[]): Promise<Buffer> {
       case 'file': {
         body = e.source !== undefined ? await readFile(e.source) : Buffer.from(e.content ?? '');
         header = { name, type: 'file', mode: e.mode ?? 0o644, uid: e.uid ?? 0, gid: e.gid ?? 0, mtime: e.mtime ?? epoch, size: body.length };
+        files.set(name, { mode: e.mode ?? 0o644, uid: e.uid ?? 0, gid: e.gid ?? 0 });
         break;
       }
       case 'dir':
@@ -51,7 +54,7 @@ export async function tarLayer(entries: LayerEntry[]): Promise<Buffer> {
         header = { name, type: 'symlink', linkname: e.target, mode: 0o777, uid: e.uid ?? 0, gid: e.gid ?? 0, mtime: e.mtime ?? epoch };
         break;
       case 'link':
-        header = { name, type: 'link', linkname: e.target.replace(/^\/+/, ''), mode: 0o644, mtime: epoch };
+        header = { name, type: 'link', linkname: e.target.replace(/^\/+/, ''), ...(files.get(e.target.replace(/^\/+/, '')) ?? { mode: 0o644 }), mtime: epoch };
         break;
     }
     await new Promise<void>((resolve, reject) => {
