@@ -185,11 +185,33 @@ export class Puller {
         downloads.push(slot(() => this.fetchBlob(client, ref, layer, lease.id, { [gcRefSnapshot]: chain[i]! }, progress).then(() => report(layer, 'downloaded', layer.size))));
       }
       downloads.forEach((d) => d.catch(() => undefined));
+      // Each layer unpacks into its own directory as soon as it is downloaded,
+      // in parallel with the others (a layer's content does not depend on the
+      // layers below it); commits then go in order, each on its parent.
+      const unpacked = layers.map((layer, i) =>
+        downloads[i]!.then(async () => {
+          report(layer, 'unpacking', layer.size);
+          return this.unpackLayer(layer, diffIds[i]!, chain[i]!, lease.id);
+        }),
+      );
+      unpacked.forEach((u) => u.catch(() => undefined));
+      let failure: unknown;
       for (const [i, layer] of layers.entries()) {
-        await downloads[i];
-        report(layer, 'unpacking', layer.size);
-        await this.unpack(layer, diffIds[i]!, chain[i]!, i === 0 ? undefined : chain[i - 1], lease.id);
-        report(layer, 'done', layer.size);
+        try {
+          const key = await unpacked[i]!;
+          if (failure === undefined && key !== undefined) await this.commitLayer(key, chain[i]!, i === 0 ? undefined : chain[i - 1], lease.id);
+          if (failure === undefined) report(layer, 'done', layer.size);
+        } catch (err) {
+          failure ??= err;
+        }
+      }
+      if (failure !== undefined) {
+        // Nothing half-made: every layer unpacked but not committed goes.
+        for (const u of unpacked) {
+          const key = await u.catch(() => undefined);
+          if (key !== undefined) await store.snapshots.remove(key).catch(() => undefined);
+        }
+        throw failure;
       }
 
       const labels: Record<string, string> = { [`${gcRefContentPrefix}0`]: configDesc.digest };
@@ -316,34 +338,52 @@ export class Puller {
     }
   }
 
-  private async unpack(layer: Descriptor, diffId: string, chainId: string, parent: string | undefined, leaseId: string): Promise<void> {
+  /**
+   * Unpacks a layer into a snapshot of its own (prepared without a parent)
+   * and checks its diff ID; returns the snapshot's key, or undefined when the
+   * layer is already committed (by an earlier pull).
+   */
+  private async unpackLayer(layer: Descriptor, diffId: string, chainId: string, leaseId: string): Promise<string | undefined> {
     const { store } = this.options;
-    for (;;) {
-      try {
-        await store.snapshots.stat(chainId);
-        await store.addLeaseResource(leaseId, { kind: 'snapshot', ref: chainId });
-        return; // already unpacked
-      } catch (err) {
-        if (!isCategory(err, 'not-found')) throw err;
-      }
-      const key = `extract-${chainId.slice(7, 27)}-${randomUUID()}`;
-      const mounts = await store.snapshots.prepare(key, parent, { leaseId });
-      try {
-        const m = mounts[0]!;
-        const upper = m.type === 'bind' ? m.source : m.options.find((o) => o.startsWith('upperdir='))?.slice('upperdir='.length);
-        if (upper === undefined) throw new InvalidArgumentError('the store gave no writable directory');
-        const compression = layerCompression(layer.mediaType) ?? 'none';
-        const blob = Readable.from(store.content.read(layer.digest));
-        const result = await applyLayer(blob, upper, { compression, maxUncompressedBytes: this.options.maxUncompressedLayerBytes ?? 64 * 1024 ** 3 });
-        if (result.diffId !== diffId) throw new FailedPreconditionError(`layer ${layer.digest} unpacks to ${result.diffId}, but the config says ${diffId}`);
-        await store.snapshots.commit(chainId, key, { leaseId });
-        return;
-      } catch (err) {
-        await store.snapshots.remove(key).catch(() => undefined);
-        if (isCategory(err, 'already-exists')) continue; // another pull committed it first
-        throw err;
-      }
+    if (await this.haveSnapshot(chainId, leaseId)) return undefined;
+    const key = `extract-${chainId.slice(7, 27)}-${randomUUID()}`;
+    const mounts = await store.snapshots.prepare(key, undefined, { leaseId });
+    try {
+      const m = mounts[0]!;
+      const upper = m.type === 'bind' ? m.source : m.options.find((o) => o.startsWith('upperdir='))?.slice('upperdir='.length);
+      if (upper === undefined) throw new InvalidArgumentError('the store gave no writable directory');
+      const compression = layerCompression(layer.mediaType) ?? 'none';
+      const blob = Readable.from(store.content.read(layer.digest));
+      const result = await applyLayer(blob, upper, { compression, maxUncompressedBytes: this.options.maxUncompressedLayerBytes ?? 64 * 1024 ** 3 });
+      if (result.diffId !== diffId) throw new FailedPreconditionError(`layer ${layer.digest} unpacks to ${result.diffId}, but the config says ${diffId}`);
+      return key;
+    } catch (err) {
+      await store.snapshots.remove(key).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  private async haveSnapshot(chainId: string, leaseId: string): Promise<boolean> {
+    const { store } = this.options;
+    try {
+      await store.snapshots.stat(chainId);
+      await store.addLeaseResource(leaseId, { kind: 'snapshot', ref: chainId });
+      return true;
+    } catch (err) {
+      if (!isCategory(err, 'not-found')) throw err;
+      return false;
+    }
+  }
+
+  /** Commits an unpacked layer as `chainId` on its parent; when another pull committed it first, that one serves. */
+  private async commitLayer(key: string, chainId: string, parent: string | undefined, leaseId: string): Promise<void> {
+    const { store } = this.options;
+    try {
+      await store.snapshots.commit(chainId, key, { leaseId, ...(parent === undefined ? {} : { parent }) });
+    } catch (err) {
+      await store.snapshots.remove(key).catch(() => undefined);
+      if (isCategory(err, 'already-exists') && (await this.haveSnapshot(chainId, leaseId))) return;
+      throw err;
     }
   }
 }
-

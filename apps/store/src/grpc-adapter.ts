@@ -1,5 +1,6 @@
 import { FailedPreconditionError, InvalidArgumentError } from '@berth/errors';
 import type { Database } from '@berth/db';
+import { LocalContentStore } from './content-store.js';
 import type { storeV1 } from '@berth/proto';
 import type { Handlers } from '@berth/rpc';
 import {
@@ -53,6 +54,11 @@ export function createStoreHandlers(deps: StoreHandlerDeps): Handlers<typeof sto
     listContent: async () => ({ items: (await store.content.list()).map(contentToWire) }),
     updateContentLabels: async (r) => contentToWire(await store.content.updateLabels(r.digest, r.labels)),
     deleteContent: async (r) => (await store.content.delete(r.digest), empty),
+    contentPath: async (r) => {
+      const info = await store.content.info(r.digest);
+      if (!(store.content instanceof LocalContentStore)) throw new FailedPreconditionError('this store has no local files');
+      return { path: store.content.blobPath(info.digest), size: BigInt(info.size) };
+    },
     readContent: async (r, send) => {
       let offset = Number(r.offset);
       for await (const data of store.content.read(r.digest, { offset, length: Number(r.length) })) {
@@ -119,7 +125,8 @@ export function createStoreHandlers(deps: StoreHandlerDeps): Handlers<typeof sto
     prepare: async (r) => mountsToWire(await store.snapshots.prepare(r.key, r.parent === '' ? undefined : r.parent, { labels: r.labels, ...(r.leaseId === '' ? {} : { leaseId: r.leaseId }) })),
     view: async (r) => mountsToWire(await store.snapshots.view(r.key, r.parent, { labels: r.labels, ...(r.leaseId === '' ? {} : { leaseId: r.leaseId }) })),
     mounts: async (r) => mountsToWire(await store.snapshots.mounts(r.key)),
-    commit: async (r) => snapshotToWire(await store.snapshots.commit(r.name, r.key, { labels: r.labels, ...(r.leaseId === '' ? {} : { leaseId: r.leaseId }) })),
+    commit: async (r) =>
+      snapshotToWire(await store.snapshots.commit(r.name, r.key, { labels: r.labels, ...(r.leaseId === '' ? {} : { leaseId: r.leaseId }), ...(r.parent === '' ? {} : { parent: r.parent }) })),
     removeSnapshot: async (r) => (await store.snapshots.remove(r.key), empty),
     statSnapshot: async (r) => snapshotToWire(await store.snapshots.stat(r.key)),
     listSnapshots: async () => ({ items: (await store.snapshots.list()).map(snapshotToWire) }),

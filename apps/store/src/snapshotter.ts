@@ -137,20 +137,26 @@ export class OverlaySnapshotter implements Snapshotter {
     return this.create('view', key, parent, options);
   }
 
-  async commit(name: string, key: string, options: SnapshotOptions = {}): Promise<SnapshotInfo> {
+  async commit(name: string, key: string, options: SnapshotOptions & { parent?: string } = {}): Promise<SnapshotInfo> {
     validateName('snapshot name', name);
+    const parent = options.parent === undefined || options.parent === '' ? undefined : validateName('snapshot parent', options.parent);
     const labels = validateLabels(options.labels);
     return this.deps.gcLock.shared(() =>
       this.mutex.run(async () => {
         const row = await this.row(key);
         if (row.kind !== 'active') throw new FailedPreconditionError(`snapshot ${key} is ${row.kind}; only an active snapshot can be committed`);
         if ((await this.deps.db.snapshot.count({ where: { key: name } })) > 0) throw new AlreadyExistsError(`snapshot ${name} already exists`);
+        if (parent !== undefined) {
+          if (row.parent !== null) throw new FailedPreconditionError(`snapshot ${key} was prepared on ${row.parent}; only a snapshot prepared without a parent can be given one at commit`);
+          const p = await this.row(parent);
+          if (p.kind !== 'committed') throw new FailedPreconditionError(`parent ${parent} is ${p.kind}, not committed`);
+        }
         const usage = await diskUsage(join(this.dir(row.dirId), 'fs'));
         if (options.leaseId) await this.deps.addLeaseResource(options.leaseId, 'snapshot', name);
         const merged = { ...(JSON.parse(row.labels) as Labels), ...labels };
         const updated = await this.deps.db.snapshot.update({
           where: { key },
-          data: { key: name, kind: 'committed', labels: JSON.stringify(merged), size: BigInt(usage.bytes), inodes: BigInt(usage.inodes) },
+          data: { key: name, kind: 'committed', labels: JSON.stringify(merged), size: BigInt(usage.bytes), inodes: BigInt(usage.inodes), ...(parent === undefined ? {} : { parent }) },
         });
         await rm(join(this.dir(row.dirId), 'work'), { recursive: true, force: true });
         return toInfo(updated);

@@ -1,5 +1,5 @@
 import { open, type FileHandle } from 'node:fs/promises';
-import { InternalError, ResourceExhaustedError, wrap } from '@berth/errors';
+import { InternalError, InvalidArgumentError, ResourceExhaustedError, wrap } from '@berth/errors';
 import { storeV1 } from '@berth/proto';
 import { createClient, type BidiCall, type ClientOpts, type PromiseClient } from '@berth/rpc';
 import {
@@ -172,7 +172,8 @@ export class RemoteStore implements Store {
    * `localWrites` (default true) asks the store for local writes on each
    * ingest: when the store grants them and this process can open the data
    * file, blob bytes are written straight into the store's file instead of
-   * crossing the socket.
+   * crossing the socket; reads of committed blobs likewise open the blob's
+   * file when they can.
    */
   constructor(address: string, options: ClientOpts & { localWrites?: boolean } = {}) {
     const { localWrites = true, ...clientOptions } = options;
@@ -182,7 +183,23 @@ export class RemoteStore implements Store {
       info: async (digest) => contentFromWire(await client.getContentInfo({ digest })),
       read: (digest, range) =>
         (async function* () {
-          for await (const chunk of client.readContent({ digest, offset: BigInt(range?.offset ?? 0), length: BigInt(range?.length ?? 0) })) yield chunk.data as Uint8Array;
+          const offset = range?.offset ?? 0;
+          const length = range?.length ?? 0;
+          // On the store's host, the blob's file is read directly; elsewhere the bytes come over the stream.
+          const local = localWrites ? await client.contentPath({ digest }).catch(() => undefined) : undefined;
+          const file = local === undefined ? undefined : await open(local.path, 'r').catch(() => undefined);
+          if (file !== undefined) {
+            try {
+              const size = Number(local!.size);
+              if (offset > size) throw new InvalidArgumentError(`offset ${offset} is past the end of ${digest} (${size} bytes)`);
+              const end = length === 0 ? size : Math.min(size, offset + length);
+              if (end > offset) for await (const chunk of file.createReadStream({ start: offset, end: end - 1, highWaterMark: 1024 * 1024, autoClose: false })) yield chunk as Buffer;
+            } finally {
+              await file.close();
+            }
+            return;
+          }
+          for await (const chunk of client.readContent({ digest, offset: BigInt(offset), length: BigInt(length) })) yield chunk.data as Uint8Array;
         })(),
       writer: async (options: WriterOptions): Promise<ContentWriter> => {
         const call = client.ingest();
@@ -227,7 +244,7 @@ export class RemoteStore implements Store {
       prepare: async (key, parent, options): Promise<Mount[]> => mountsFromWire(await client.prepare(prepareRequest(key, parent ?? '', options))),
       view: async (key, parent, options) => mountsFromWire(await client.view(prepareRequest(key, parent, options))),
       mounts: async (key) => mountsFromWire(await client.mounts({ key })),
-      commit: async (name, key, options) => snapshotFromWire(await client.commit({ name, key, labels: options?.labels ?? {}, leaseId: options?.leaseId ?? '' })),
+      commit: async (name, key, options) => snapshotFromWire(await client.commit({ name, key, labels: options?.labels ?? {}, leaseId: options?.leaseId ?? '', parent: options?.parent ?? '' })),
       remove: async (key) => void (await client.removeSnapshot({ key })),
       usage: async (key): Promise<Usage> => usageFromWire(await client.snapshotUsage({ key })),
     };

@@ -182,6 +182,22 @@ export function storeTestSuite(name: string, open: () => Promise<StoreUnderTest>
       await assert.rejects(store.snapshots.stat('nope'), category('not-found'));
     });
 
+    test('a layer unpacked without a parent is committed on one (parallel unpack)', async () => {
+      const lower = writableDir(await store.snapshots.prepare('par-lower'));
+      const upper = writableDir(await store.snapshots.prepare('par-upper'));
+      writeFileSync(join(upper, 'from-upper'), 'u');
+      writeFileSync(join(lower, 'from-lower'), 'l');
+      const base = await store.snapshots.commit('sha256:' + '5'.repeat(64), 'par-lower');
+      const top = await store.snapshots.commit('sha256:' + '6'.repeat(64), 'par-upper', { parent: base.key });
+      assert.equal(top.parent, base.key);
+      withMount(await store.snapshots.view('par-view', top.key), (dir) => assert.deepEqual(readdirSync(dir).sort(), ['from-lower', 'from-upper']));
+      await store.snapshots.prepare('par-stacked', top.key);
+      await assert.rejects(store.snapshots.commit('sha256:' + '7'.repeat(64), 'par-stacked', { parent: base.key }), category('failed-precondition'), 'a prepared parent is not replaced');
+      await store.snapshots.prepare('par-loose');
+      await assert.rejects(store.snapshots.commit('sha256:' + '8'.repeat(64), 'par-loose', { parent: 'par-stacked' }), category('failed-precondition'), 'the parent must be committed');
+      for (const k of ['par-view', 'par-stacked', 'par-loose', top.key, base.key]) await store.snapshots.remove(k);
+    });
+
     test('snapshots stack as overlay layers; whiteouts and opaque directories hide lower files', async () => {
       const baseMounts = await store.snapshots.prepare('build-base');
       assert.equal(baseMounts[0]?.type, 'bind');

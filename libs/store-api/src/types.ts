@@ -146,7 +146,12 @@ export interface Snapshotter {
   prepare(key: string, parent?: string, options?: SnapshotOptions): Promise<Mount[]>;
   view(key: string, parent: string, options?: SnapshotOptions): Promise<Mount[]>;
   mounts(key: string): Promise<Mount[]>;
-  commit(name: string, key: string, options?: SnapshotOptions): Promise<SnapshotInfo>;
+  /**
+   * Commits an active snapshot as `name`. With `parent`, a snapshot prepared
+   * without one (a layer unpacked on its own, in parallel with the layers
+   * below it) is committed on top of that committed parent.
+   */
+  commit(name: string, key: string, options?: SnapshotOptions & { parent?: string }): Promise<SnapshotInfo>;
   remove(key: string): Promise<void>;
   /** Bytes and inodes the snapshot's own layer uses (hard links counted once). */
   usage(key: string): Promise<Usage>;
