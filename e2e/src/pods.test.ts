@@ -350,6 +350,54 @@ describe('networking, limits and confinement', () => {
   });
 });
 
+describe('namespaces and volumes', () => {
+  test('PID namespace per container, node or target; host network; an image volume', async () => {
+    const config = podConfig('ns');
+    const podId = (await stack.cri.runtime.runPodSandbox({ config, runtimeHandler: '' })).podSandboxId;
+    const host = podConfig('hostnet', { hostname: '', linux: criV1.LinuxPodSandboxConfig.fromPartial({ securityContext: { namespaceOptions: { network: criV1.NamespaceMode.NODE, pid: criV1.NamespaceMode.POD, ipc: criV1.NamespaceMode.POD } } }) });
+    const hostPod = (await stack.cri.runtime.runPodSandbox({ config: host, runtimeHandler: '' })).podSandboxId;
+    const text = (b: Uint8Array) => Buffer.from(b).toString();
+    const start = async (pod: string, podCfg: criV1.PodSandboxConfig, name: string, pid: criV1.NamespaceMode, targetId = '', extra: Partial<criV1.ContainerConfig> = {}) => {
+      const cfg = containerConfig(name, ['/bin/sleep', '1000'], {
+        linux: criV1.LinuxContainerConfig.fromPartial({ securityContext: { namespaceOptions: { network: 0, pid, ipc: 0, targetId } } }),
+        ...extra,
+      });
+      const id = (await stack.cri.runtime.createContainer({ podSandboxId: pod, config: cfg, sandboxConfig: podCfg })).containerId;
+      await stack.cri.runtime.startContainer({ containerId: id });
+      return id;
+    };
+    const pid1 = async (id: string) => text((await stack.cri.runtime.execSync({ containerId: id, cmd: ['cat', '/proc/1/cmdline'], timeout: 10n })).stdout).replaceAll('\0', ' ').trim();
+    try {
+      const inPod = await start(podId, config, 'pod-pid', criV1.NamespaceMode.POD);
+      assert.match(await pid1(inPod), /pause/, 'the pod PID namespace starts with the pause process');
+      const own = await start(podId, config, 'own-pid', criV1.NamespaceMode.CONTAINER);
+      assert.equal(await pid1(own), '/bin/sleep 1000', 'its own PID namespace starts with its command');
+      const target = await start(podId, config, 'target-pid', criV1.NamespaceMode.TARGET, own);
+      assert.equal(await pid1(target), '/bin/sleep 1000', "the target's PID namespace");
+      const node = await start(podId, config, 'node-pid', criV1.NamespaceMode.NODE);
+      assert.equal(await pid1(node), readFileSync('/proc/1/cmdline', 'utf8').replaceAll('\0', ' ').trim(), "the host's PID namespace");
+
+      const hostStatus = (await stack.cri.runtime.podSandboxStatus({ podSandboxId: hostPod, verbose: false })).status!;
+      assert.equal(hostStatus.network?.ip, '', 'no pod IP on the host network');
+      const onHost = await start(hostPod, host, 'on-host', criV1.NamespaceMode.POD);
+      const links = text((await stack.cri.runtime.execSync({ containerId: onHost, cmd: ['ip', '-o', 'link'], timeout: 10n })).stdout);
+      assert.match(links, /berth0/, "the host's interfaces");
+
+      const volume = await start(podId, config, 'volume', criV1.NamespaceMode.POD, '', {
+        mounts: [criV1.Mount.fromPartial({ containerPath: '/vol', image: { image: imageName }, imageSubPath: 'etc' })],
+      });
+      const ls = await stack.cri.runtime.execSync({ containerId: volume, cmd: ['cat', '/vol/group'], timeout: 10n });
+      assert.match(text(ls.stdout), /^extra:x:2000:app$/m, "the image's /etc, mounted from the image");
+      const write = await stack.cri.runtime.execSync({ containerId: volume, cmd: ['touch', '/vol/new'], timeout: 10n });
+      assert.notEqual(write.exitCode, 0, 'an image volume is read-only');
+    } finally {
+      await stack.cri.runtime.removePodSandbox({ podSandboxId: podId });
+      await stack.cri.runtime.removePodSandbox({ podSandboxId: hostPod });
+    }
+    assert.deepEqual(readFileSync('/proc/mounts', 'utf8').split('\n').filter((l) => l.includes('/volumes/')), [], 'image volumes are unmounted with their container');
+  });
+});
+
 describe('retries', () => {
   test('RunPodSandbox and CreateContainer asked again (the kubelet after its deadline) get the same pod and container', async () => {
     const config = podConfig('retry');

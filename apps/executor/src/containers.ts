@@ -7,13 +7,13 @@ import { dirname, isAbsolute, join, normalize } from 'node:path';
 import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from '@berth/errors';
 import type { criV1 } from '@berth/proto';
 import type { ExecutorContext } from './context.js';
-import { buildSpec, capabilities, resourcesSpec, type LinuxSpec, type MountSpec } from './oci-spec.js';
+import { apparmorProfile, buildSpec, capabilities, resourcesSpec, type LinuxSpec, type MountSpec } from './oci-spec.js';
 import { cgroupsPath, newId, nowNanos, type Pods } from './pods.js';
 import { InFlight } from './keyed.js';
 import type { ContainerRecord, PodRecord } from './records.js';
 import { mountRootfs, unmountRootfs } from './rootfs.js';
 import { processStart, stillRunning } from './runtime.js';
-import { resolveUser } from './user.js';
+import { resolveInRoot, resolveUser } from './user.js';
 
 const propagationOption = ['rprivate', 'rslave', 'rshared'];
 /** Per stream: stdout and stderr together stay under the 16 MiB message limit of the kubelet's CRI client. */
@@ -128,8 +128,22 @@ export class Containers {
 
       const mounts: MountSpec[] = [];
       const targets = new Set<string>();
+      const volumes: { key: string; target: string }[] = [];
       for (const m of config.mounts) {
         if (!isAbsolute(m.containerPath)) throw new InvalidArgumentError(`mount target ${JSON.stringify(m.containerPath)} must be absolute`);
+        if (m.image !== undefined && m.image.image !== '') {
+          // An image volume: the image's filesystem, read-only, optionally a sub path of it.
+          const volumeImage = await this.ctx.images.resolve(m.image.image);
+          const volume = { key: `vol-${id}-${volumes.length}`, target: join(dir, 'volumes', String(volumes.length)) };
+          await mountRootfs(this.ctx, volume.key, volumeImage.record.topChainId, volume.target, true);
+          volumes.push(volume);
+          undo.push(() => unmountRootfs(this.ctx, volume.key, volume.target));
+          const source = m.imageSubPath === '' ? volume.target : await resolveInRoot(volume.target, m.imageSubPath);
+          if ((await stat(source).catch(() => undefined)) === undefined) throw new InvalidArgumentError(`image volume ${m.image.image} has no ${m.imageSubPath}`);
+          mounts.push({ destination: m.containerPath, type: 'bind', source, options: ['rbind', 'rprivate', 'ro'] });
+          targets.add(normalize(m.containerPath));
+          continue;
+        }
         if (!isAbsolute(m.hostPath)) throw new InvalidArgumentError(`mount source ${JSON.stringify(m.hostPath)} must be absolute`);
         // Never created: a missing source (or one only reachable through a dangling link) is the caller's error.
         const st = await stat(m.hostPath).catch(() => undefined);
@@ -200,6 +214,10 @@ export class Containers {
         seccompProfilePath: sc?.seccompProfilePath ?? '',
         localhostSeccomp: () => localhostProfile,
         devices,
+        ...(() => {
+          const name = apparmorProfile(sc?.apparmor, sc?.apparmorProfile ?? '', this.ctx.hostHasAppArmor);
+          return name === undefined ? {} : { apparmorProfile: name };
+        })(),
       });
       await writeFile(join(dir, 'config.json'), JSON.stringify(spec));
       if (logPath === '') logPath = join(dir, 'container.log');
@@ -225,6 +243,7 @@ export class Containers {
         mounts: config.mounts.map((m) => ({ containerPath: m.containerPath, hostPath: m.hostPath, readonly: m.readonly, propagation: m.propagation })),
         dir,
         snapshotKey,
+        volumes,
         stopSignal: imageConfig.StopSignal ?? '',
         pid: 0,
         tty: config.tty,
@@ -339,6 +358,7 @@ export class Containers {
     await this.stop(c.id, 0);
     await this.runtime(this.ctx.pods.get(c.podId)).delete(c.id);
     await unmountRootfs(this.ctx, c.snapshotKey, join(c.dir, 'rootfs'));
+    for (const v of c.volumes ?? []) await unmountRootfs(this.ctx, v.key, v.target);
     await rm(join(this.runtime(this.ctx.pods.get(c.podId)).paths.exitDir, c.id), { force: true });
     await rm(c.dir, { recursive: true, force: true });
     await this.ctx.containerRecords.delete(c.id);
@@ -356,7 +376,15 @@ export class Containers {
       const c = name === null ? undefined : this.ctx.containerRecords.get(name);
       if (c !== undefined && c.state !== 'exited') void this.refresh(c).catch((err: unknown) => this.ctx.logger.warn({ err, container: c.id }, 'reading an exit'));
     });
-    return () => watcher.close();
+    // A sweep catches what leaves no exit file (conmon killed, a missed notification).
+    const sweep = setInterval(() => {
+      for (const c of this.ctx.containerRecords.all()) if (c.state !== 'exited') void this.refresh(c).catch(() => undefined);
+    }, 5000);
+    sweep.unref();
+    return () => {
+      clearInterval(sweep);
+      watcher.close();
+    };
   }
 
   /** At start: containers that exited while the executor was down get their exit recorded (and published). */
@@ -410,7 +438,8 @@ export class Containers {
       if (filter?.id && !record.id.startsWith(filter.id)) continue;
       if (filter?.podSandboxId && !record.podId.startsWith(filter.podSandboxId)) continue;
       if (filter?.labelSelector && Object.entries(filter.labelSelector).some(([k, v]) => record.labels[k] !== v)) continue;
-      const c = await this.refresh(record);
+      // The records are kept current by the exit watcher and the sweep: listing reads no files.
+      const c = record;
       const state = this.criState(c);
       if (filter?.state !== undefined && filter.state.state !== state) continue;
       out.push({

@@ -22,6 +22,8 @@ export interface ExecutorContext {
   cgroupDriver: 'cgroupfs' | 'systemd';
   /** This process's oom_score_adj: without CAP_SYS_RESOURCE a child cannot go lower. */
   minOomScoreAdj: number;
+  /** Whether the kernel has AppArmor enabled. */
+  hostHasAppArmor: boolean;
   store: Store;
   images: ImageResolver;
   pods: RecordStore<PodRecord>;

@@ -51,6 +51,13 @@ await runDaemon({
       paths: { podsDir: join(config.stateDir, 'executor', 'pods'), containersDir: join(config.stateDir, 'executor', 'containers'), nsDir: join(run, 'ns'), scratchDir: join(run, 'scratch') },
       cgroupDriver,
       minOomScoreAdj: Number(readFileSync('/proc/self/oom_score_adj', 'utf8').trim()) || 0,
+      hostHasAppArmor: (() => {
+        try {
+          return readFileSync('/sys/module/apparmor/parameters/enabled', 'utf8').trim() === 'Y';
+        } catch {
+          return false;
+        }
+      })(),
       store,
       images: new ImageResolver(store, ctx.bus, config.sandboxImage || builtinSandboxImage(ctx.version), config.sandboxImage === ''),
       pods,

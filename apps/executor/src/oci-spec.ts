@@ -16,6 +16,7 @@ export interface ProcessSpec {
   capabilities?: Record<'bounding' | 'effective' | 'permitted' | 'inheritable' | 'ambient', string[]>;
   noNewPrivileges?: boolean;
   oomScoreAdj?: number;
+  apparmorProfile?: string;
   rlimits?: { type: string; hard: number; soft: number }[];
 }
 export interface MountSpec {
@@ -120,6 +121,8 @@ export interface SpecInput {
   localhostSeccomp?: (path: string) => unknown;
   sysctls?: Record<string, string>;
   devices?: LinuxSpec['devices'];
+  /** An AppArmor profile (loaded on the host) to confine the process with. */
+  apparmorProfile?: string;
 }
 
 export function resourcesSpec(r: criV1.LinuxContainerResources | undefined): Record<string, unknown> {
@@ -169,6 +172,7 @@ export function buildSpec(input: SpecInput): Spec {
       capabilities: { bounding: caps, effective: caps, permitted: caps, inheritable: [], ambient: [] },
       noNewPrivileges: input.noNewPrivileges,
       oomScoreAdj: oom,
+      ...(input.apparmorProfile === undefined || input.privileged ? {} : { apparmorProfile: input.apparmorProfile }),
     },
     root: { path: 'rootfs', readonly: input.readonlyRootfs },
     ...(input.hostname === undefined ? {} : { hostname: input.hostname }),
@@ -204,4 +208,18 @@ export function validateSysctls(sysctls: Record<string, string>, hostNetwork: bo
     out[name] = value;
   }
   return out;
+}
+
+/**
+ * The AppArmor profile for a container: a Localhost profile by name (it must
+ * be loaded on the host; on a host without AppArmor asking for one is an
+ * error). RuntimeDefault and Unconfined leave the process unconfined by
+ * AppArmor: Berth loads no profile of its own.
+ */
+export function apparmorProfile(profile: criV1.SecurityProfile | undefined, legacy: string, hostHasAppArmor: boolean): string | undefined {
+  const name = profile?.profileType === 2 ? profile.localhostRef : legacy.startsWith('localhost/') ? legacy.slice('localhost/'.length) : undefined;
+  if (name === undefined) return undefined;
+  if (!/^[A-Za-z0-9_./-]+$/.test(name)) throw new InvalidArgumentError(`AppArmor profile ${JSON.stringify(name)} is not a valid profile name`);
+  if (!hostHasAppArmor) throw new InvalidArgumentError(`AppArmor profile ${name} was asked for, but AppArmor is not enabled on this host`);
+  return name;
 }

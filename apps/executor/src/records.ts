@@ -60,6 +60,8 @@ export interface ContainerRecord {
   mounts: { containerPath: string; hostPath: string; readonly: boolean; propagation: number }[];
   dir: string;
   snapshotKey: string;
+  /** Image volumes: read-only snapshot views mounted under the container's directory. */
+  volumes?: { key: string; target: string }[];
   stopSignal: string;
   pid: number;
   /** conmon's pid and start time: while it runs without an exit file, the container has not exited. */

@@ -5,10 +5,12 @@ import { InternalError, isCategory } from '@berth/errors';
 import type { ExecutorContext } from './context.js';
 import { sh } from './pods.js';
 
-export async function mountRootfs(ctx: ExecutorContext, key: string, parent: string, target: string): Promise<void> {
+/** Mounts a writable snapshot on `parent` at `target`, or with `readonly` a read-only view of it (an image volume). */
+export async function mountRootfs(ctx: ExecutorContext, key: string, parent: string, target: string, readonly = false): Promise<void> {
   let mounts;
+  const labels = { labels: { 'berth.io/owner': 'executor' } };
   try {
-    mounts = await ctx.store.snapshots.prepare(key, parent === '' ? undefined : parent, { labels: { 'berth.io/owner': 'executor' } });
+    mounts = readonly ? await ctx.store.snapshots.view(key, parent, labels) : await ctx.store.snapshots.prepare(key, parent === '' ? undefined : parent, labels);
   } catch (err) {
     if (!isCategory(err, 'already-exists')) throw err;
     mounts = await ctx.store.snapshots.mounts(key);
@@ -17,7 +19,10 @@ export async function mountRootfs(ctx: ExecutorContext, key: string, parent: str
   const m = mounts[0];
   if (m === undefined) throw new InternalError(`the store gave no mounts for snapshot ${key}`);
   try {
-    if (m.type === 'bind') await sh('mount', ['--bind', m.source, target]);
+    if (m.type === 'bind') {
+      await sh('mount', ['--bind', m.source, target]);
+      if (readonly) await sh('mount', ['-o', 'remount,bind,ro', target]);
+    }
     else await sh('mount', ['-t', m.type, '-o', m.options.join(','), m.source, target]);
   } catch (err) {
     await ctx.store.snapshots.remove(key).catch(() => undefined);

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { isCategory } from '@berth/errors';
 import { mergeEnv, processArgs } from './containers.js';
-import { capabilities, defaultCapabilities, validateSysctls } from './oci-spec.js';
+import { apparmorProfile, capabilities, defaultCapabilities, validateSysctls } from './oci-spec.js';
 import { resolveInRoot, resolveUser } from './user.js';
 
 test('command and args follow the kubelet: command replaces the entrypoint, args replace cmd', () => {
@@ -57,4 +57,12 @@ test('users and groups come from the image, through its symlinks but never out o
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
+});
+
+test('AppArmor: a Localhost profile by name where the host has AppArmor; refused where it has not', () => {
+  assert.equal(apparmorProfile({ profileType: 2, localhostRef: 'k8s-nginx' }, '', true), 'k8s-nginx');
+  assert.equal(apparmorProfile(undefined, 'localhost/k8s-nginx', true), 'k8s-nginx');
+  assert.equal(apparmorProfile({ profileType: 0, localhostRef: '' }, '', false), undefined);
+  assert.throws(() => apparmorProfile({ profileType: 2, localhostRef: 'p' }, '', false), /not enabled/);
+  assert.throws(() => apparmorProfile({ profileType: 2, localhostRef: 'bad name' }, '', true), (e: Error) => isCategory(e, 'invalid-argument'));
 });
