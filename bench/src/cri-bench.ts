@@ -5,6 +5,8 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, request } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { imageSpec } from '@berth/client';
@@ -12,6 +14,7 @@ import { buildImage, pushBlobs, pushImage, pushManifest, readOciLayout, type Bui
 import { criV1 } from '@berth/proto';
 import { busyboxRootfs, startRegistry } from '@berth/testing';
 import { startBerth, startContainerd, type Peer } from './peers.js';
+import { cpuSeconds, rssBytes } from './procs.js';
 import { summarize } from './stats.js';
 
 const repoRoot = resolve(import.meta.dirname, '../..');
@@ -35,7 +38,8 @@ function podConfig(name: string): criV1.PodSandboxConfig {
   return criV1.PodSandboxConfig.fromPartial({
     metadata: { name, namespace: 'bench', uid: `uid-${name}`, attempt: 0 },
     hostname: name.slice(0, 60),
-    linux: { securityContext: { namespaceOptions: { network: 0, pid: 0, ipc: 0 } } },
+    // As the kubelet does: a pod cgroup under a parent (containerd's pod stats need one).
+    linux: { cgroupParent: `/berth-bench/pod-${name}`, securityContext: { namespaceOptions: { network: 0, pid: 0, ipc: 0 } } },
   });
 }
 
@@ -55,7 +59,39 @@ async function bigImage(): Promise<BuiltImage> {
   return buildImage({ layers, config: { Cmd: ['/bin/sh'] } });
 }
 
-export async function benchCri(options: { quick: boolean }): Promise<{ results: Record<string, Compared>; floor: { createStartMs: { median: number; p90: number } }; notes: string[] }> {
+export interface Resources {
+  /** Resident memory of the daemons with no pods (Berth: berthd, the four services and nats-server). */
+  idleRssMiB: number;
+  /** Per running pod (one container each): the helpers' memory (conmon; containerd's shims) and the daemons' growth. */
+  perPodHelperRssMiB: number;
+  perPodDaemonRssMiB: number;
+  pods: number;
+  /** CPU seconds of daemons and helpers during the kubelet-like polling load. */
+  pollingCpuSeconds: number;
+  pollingSeconds: number;
+  /** Blob bytes the registry served for 50 concurrent pulls of one image, over the image's blob bytes. */
+  concurrentPullBytesRatio: number;
+}
+
+/** An HTTP proxy in front of the registry that counts the bytes of blob responses. */
+async function startCountingProxy(target: URL): Promise<{ host: string; bytes(): number; stop(): Promise<void> }> {
+  let count = 0;
+  const server = createServer((req, res) => {
+    const up = request({ host: target.hostname, port: target.port, path: req.url, method: req.method, headers: req.headers }, (ur) => {
+      res.writeHead(ur.statusCode ?? 502, ur.headers);
+      const isBlob = req.method === 'GET' && /\/blobs\/sha256:/.test(req.url ?? '');
+      if (isBlob) ur.on('data', (c: Buffer) => (count += c.length));
+      ur.pipe(res);
+    });
+    up.on('error', () => res.destroy());
+    req.pipe(up);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as AddressInfo).port;
+  return { host: `127.0.0.1:${port}`, bytes: () => count, stop: () => new Promise((r) => server.close(() => r())) };
+}
+
+export async function benchCri(options: { quick: boolean }): Promise<{ results: Record<string, Compared>; floor: { createStartMs: { median: number; p90: number } }; resources: Record<Peer['name'], Resources>; notes: string[] }> {
   const runs = options.quick ? 5 : 20;
   const listSize = options.quick ? 50 : 200;
   const samples: Samples = {};
@@ -72,8 +108,10 @@ export async function benchCri(options: { quick: boolean }): Promise<{ results: 
   await pushManifest(registry.url, 'bench/pause', 'v1', pause.blobs.get(pause.manifestDigest)!, 'application/vnd.oci.image.manifest.v1+json');
   const baseName = `${registry.host}/bench/busybox:base`;
 
+  const proxy = await startCountingProxy(new URL(registry.url));
   const berth = await startBerth();
-  const containerd = await startContainerd(registry.host, `${registry.host}/bench/pause:v1`);
+  const containerd = await startContainerd([registry.host, proxy.host], `${registry.host}/bench/pause:v1`);
+  const resources = {} as Record<Peer['name'], Resources>;
   const peers = [berth, containerd];
   try {
     for (const p of peers) await p.cri.image.pullImage({ image: imageSpec(baseName), auth: undefined, sandboxConfig: undefined });
@@ -168,7 +206,65 @@ export async function benchCri(options: { quick: boolean }): Promise<{ results: 
         record('PullImage cold (5 layers, 200 MB)', p.name, (await timed(() => p.cri.image.pullImage({ image: imageSpec(`${registry.host}/bench/big:${tag}`), auth: undefined, sandboxConfig: undefined })))[0]);
       }
     }
+
+    // 50 concurrent pulls of one image through the counting proxy: how many blob bytes did the registry serve?
+    for (const p of peers) {
+      const tag = `concurrent-${p.name}`;
+      // One layer the runtime cannot have yet, so every blob byte must come from the registry once.
+      const image = await buildImage({ layers: [[...busyboxRootfs(), { type: 'file', path: '/data.bin', content: randomBytes(16 * 1024 * 1024) }]], config: { Cmd: ['/bin/sh'] } });
+      await pushImage(registry.url, 'bench/concurrent', tag, image);
+      const imageBytes = image.manifest.config.size + image.manifest.layers.reduce((a, l) => a + l.size, 0);
+      const before = proxy.bytes();
+      const name = `${proxy.host}/bench/concurrent:${tag}`;
+      const [ms] = await timed(() => Promise.all(Array.from({ length: 50 }, () => p.cri.image.pullImage({ image: imageSpec(name), auth: undefined, sandboxConfig: undefined }))));
+      record('50 concurrent PullImage (all done)', p.name, ms);
+      (resources[p.name] ??= {} as Resources).concurrentPullBytesRatio = (proxy.bytes() - before) / imageBytes;
+    }
+
+    // Memory: idle daemons, then the memory each running pod adds; CPU under a kubelet-like polling load.
+    const podCount = options.quick ? 5 : 20;
+    const pollSeconds = options.quick ? 15 : 60;
+    await new Promise((r) => setTimeout(r, 2000));
+    for (const p of peers) resources[p.name].idleRssMiB = rssBytes(p.daemonPids()) / 2 ** 20;
+    const running = new Map<Peer['name'], string[]>();
+    for (const p of peers) {
+      const ids: string[] = [];
+      for (let i = 0; i < podCount; i++) {
+        const config = podConfig(`load-${p.name}-${i}`);
+        const { podSandboxId } = await p.cri.runtime.runPodSandbox({ config, runtimeHandler: '' });
+        const { containerId } = await p.cri.runtime.createContainer({ podSandboxId, config: containerConfig('app', baseName), sandboxConfig: config });
+        await p.cri.runtime.startContainer({ containerId });
+        ids.push(podSandboxId);
+      }
+      running.set(p.name, ids);
+    }
+    await new Promise((r) => setTimeout(r, 2000));
+    for (const p of peers) {
+      resources[p.name].pods = podCount;
+      resources[p.name].perPodHelperRssMiB = rssBytes(p.helperPids()) / 2 ** 20 / podCount;
+      resources[p.name].perPodDaemonRssMiB = (rssBytes(p.daemonPids()) / 2 ** 20 - resources[p.name].idleRssMiB) / podCount;
+    }
+    for (const p of peers) {
+      const pids = () => [...p.daemonPids(), ...p.helperPids()];
+      const cpuBefore = cpuSeconds(pids());
+      const until = Date.now() + pollSeconds * 1000;
+      for (let tick = 0; Date.now() < until; tick++) {
+        const next = Date.now() + 1000;
+        await p.cri.runtime.listPodSandbox({ filter: undefined });
+        await p.cri.runtime.listContainers({ filter: undefined });
+        if (tick % 10 === 0) {
+          record(`ListContainerStats (${podCount} pods)`, p.name, (await timed(() => p.cri.runtime.listContainerStats({ filter: undefined })))[0]);
+          record(`ListPodSandboxStats (${podCount} pods)`, p.name, (await timed(() => p.cri.runtime.listPodSandboxStats({ filter: undefined })))[0]);
+          record('ImageFsInfo', p.name, (await timed(() => p.cri.image.imageFsInfo({})))[0]);
+        }
+        await new Promise((r) => setTimeout(r, Math.max(0, next - Date.now())));
+      }
+      resources[p.name].pollingCpuSeconds = cpuSeconds(pids()) - cpuBefore;
+      resources[p.name].pollingSeconds = pollSeconds;
+    }
+    for (const p of peers) for (const id of running.get(p.name) ?? []) await p.cri.runtime.removePodSandbox({ podSandboxId: id });
   } finally {
+    await proxy.stop();
     await berth.stop().catch((e: unknown) => notes.push(`stopping berth: ${String(e)}`));
     await containerd.stop().catch((e: unknown) => notes.push(`stopping containerd: ${String(e)}`));
     await registry.stop();
@@ -205,5 +301,5 @@ export async function benchCri(options: { quick: boolean }): Promise<{ results: 
     results[name] = { berth: b, containerd: c, ratio: b.median / c.median };
   }
   const f = summarize(floor);
-  return { results, floor: { createStartMs: { median: f.median, p90: f.p90 } }, notes };
+  return { results, floor: { createStartMs: { median: f.median, p90: f.p90 } }, resources, notes };
 }

@@ -8,14 +8,17 @@ import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connectCri, type CriClient } from '@berth/client';
 import { startStack } from '@berth/testing';
+import { childrenNamed, pidsMatching } from './procs.js';
 
 const repoRoot = resolve(import.meta.dirname, '../..');
 
 export interface Peer {
   name: 'berth' | 'containerd';
   cri: CriClient;
-  /** Pids whose CPU time and memory count as the runtime's (daemons; per-pod helpers are found by name). */
+  /** Pids of the runtime's daemons (for Berth: berthd, its services and nats-server). */
   daemonPids(): number[];
+  /** Pids of its per-pod helpers: Berth's conmons, containerd's shims. */
+  helperPids(): number[];
   stop(): Promise<void>;
 }
 
@@ -35,7 +38,9 @@ export async function startBerth(): Promise<Peer> {
             return 0;
           }
         }),
+        ...childrenNamed(stack.process.pid ?? 0, 'nats-server'),
       ].filter((p) => p > 0),
+    helperPids: () => pidsMatching(stack.dir, 'conmon'),
     async stop() {
       cri.close();
       await stack.stop();
@@ -44,13 +49,15 @@ export async function startBerth(): Promise<Peer> {
 }
 
 /** containerd with its CRI plugin; `sandboxImage` must be pullable through `registryHost`. */
-export async function startContainerd(registryHost: string, sandboxImage: string): Promise<Peer> {
+export async function startContainerd(registryHosts: string[], sandboxImage: string): Promise<Peer> {
   const dir = mkdtempSync('/var/tmp/berth-bench-containerd-');
   const socket = join(dir, 'containerd.sock');
   mkdirSync(join(dir, 'cni'));
   copyFileSync(join(repoRoot, 'deploy/cni/10-berth.conflist'), join(dir, 'cni/10-berth.conflist'));
-  mkdirSync(join(dir, 'certs.d', registryHost), { recursive: true });
-  writeFileSync(join(dir, 'certs.d', registryHost, 'hosts.toml'), `server = "http://${registryHost}"\n\n[host."http://${registryHost}"]\n  capabilities = ["pull", "resolve"]\n`);
+  for (const registryHost of registryHosts) {
+    mkdirSync(join(dir, 'certs.d', registryHost), { recursive: true });
+    writeFileSync(join(dir, 'certs.d', registryHost, 'hosts.toml'), `server = "http://${registryHost}"\n\n[host."http://${registryHost}"]\n  capabilities = ["pull", "resolve"]\n`);
+  }
   const config = join(dir, 'config.toml');
   writeFileSync(
     config,
@@ -99,6 +106,7 @@ state = "${dir}/state"
     name: 'containerd',
     cri,
     daemonPids: () => [child.pid ?? 0],
+    helperPids: () => pidsMatching(socket, 'containerd-shim'),
     async stop() {
       cri.close();
       child.kill('SIGTERM');

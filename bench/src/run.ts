@@ -99,6 +99,16 @@ if (cri !== undefined) {
       (cri.results['CreateContainer+StartContainer']?.berth.median ?? NaN) / cri.floor.createStartMs.median
     ).toFixed(2)}× the floor.`,
     '',
+    '### Resources',
+    '',
+    '| | Berth | containerd |',
+    '| --- | --- | --- |',
+    `| idle RSS of the daemons | ${cri.resources.berth.idleRssMiB.toFixed(0)} MiB | ${cri.resources.containerd.idleRssMiB.toFixed(0)} MiB |`,
+    `| per running pod (${cri.resources.berth.pods} pods, one container each): helpers (conmon / shims) | ${cri.resources.berth.perPodHelperRssMiB.toFixed(1)} MiB | ${cri.resources.containerd.perPodHelperRssMiB.toFixed(1)} MiB |`,
+    `| per running pod: growth of the daemons (Node heaps make this noisy) | ${cri.resources.berth.perPodDaemonRssMiB.toFixed(1)} MiB | ${cri.resources.containerd.perPodDaemonRssMiB.toFixed(1)} MiB |`,
+    `| CPU seconds under a kubelet-like polling load (${cri.resources.berth.pollingSeconds} s: List every second, stats and ImageFsInfo every 10 s) | ${cri.resources.berth.pollingCpuSeconds.toFixed(2)} | ${cri.resources.containerd.pollingCpuSeconds.toFixed(2)} |`,
+    `| registry blob bytes for 50 concurrent pulls of one image / its size | ${cri.resources.berth.concurrentPullBytesRatio.toFixed(2)} | ${cri.resources.containerd.concurrentPullBytesRatio.toFixed(2)} |`,
+    '',
     ...cri.notes.map((n) => `Note: ${n}`),
   );
 }
