@@ -74,6 +74,7 @@ export class LocalStore implements Store {
   private readonly db: Db;
   private readonly gcLock = new RwLock();
   private readonly mountpoint: string;
+  private measuringActive: Promise<void> | undefined;
   private activeUsageCache: { at: number; usage: Usage } | undefined;
   private gcTimer: NodeJS.Timeout | undefined;
   private gcScheduled = false;
@@ -317,16 +318,21 @@ export class LocalStore implements Store {
     const content = await this.db.blob.aggregate({ _sum: { size: true }, _count: { _all: true } });
     const committed = await this.db.snapshot.aggregate({ where: { kind: 'committed' }, _sum: { size: true, inodes: true } });
     const cacheMs = this.options.usageCacheMs ?? 5000;
-    if (this.activeUsageCache === undefined || Date.now() - this.activeUsageCache.at > cacheMs) {
-      let bytes = 0;
-      let inodes = 0;
-      for (const s of await this.db.snapshot.findMany({ where: { kind: { not: 'committed' } }, select: { key: true } })) {
-        const u = await this.snapshots.usage(s.key).catch(() => ({ bytes: 0, inodes: 0 }));
-        bytes += u.bytes;
-        inodes += u.inodes;
-      }
-      this.activeUsageCache = { at: Date.now(), usage: { bytes, inodes } };
-    }
+    const measure = (): Promise<void> =>
+      (this.measuringActive ??= (async () => {
+        let bytes = 0;
+        let inodes = 0;
+        for (const s of await this.db.snapshot.findMany({ where: { kind: { not: 'committed' } }, select: { key: true } })) {
+          const u = await this.snapshots.usage(s.key).catch(() => ({ bytes: 0, inodes: 0 }));
+          bytes += u.bytes;
+          inodes += u.inodes;
+        }
+        this.activeUsageCache = { at: Date.now(), usage: { bytes, inodes } };
+      })().finally(() => (this.measuringActive = undefined)));
+    // The walk of active snapshots is the slow part: a stale figure is answered at once and refreshed behind it.
+    if (this.activeUsageCache === undefined || cacheMs === 0) await measure();
+    else if (Date.now() - this.activeUsageCache.at > cacheMs) void measure().catch(() => undefined);
+    if (this.activeUsageCache === undefined) throw new Error('active snapshot usage was not measured');
     const active = this.activeUsageCache.usage;
     return {
       mountpoint: this.mountpoint,
