@@ -180,7 +180,20 @@ describe('a pod with containers', () => {
     assert.equal(s.reason, 'Error');
   });
 
+  test('a kill -9 of the CRI frontend loses nothing either', async () => {
+    const before = stack.pid('cri');
+    process.kill(before, 'SIGKILL');
+    const s = await waitFor('the CRI frontend back', () => stack.cri.runtime.containerStatus({ containerId: sleeper, verbose: false }).then((r) => r.status, () => undefined), 20_000);
+    assert.notEqual(stack.pid('cri'), before);
+    assert.equal(s.state, criV1.ContainerState.CONTAINER_EXITED, 'the container stopped in the test before');
+    assert.equal(s.exitCode, 143);
+    const pods = (await stack.cri.runtime.listPodSandbox({ filter: undefined })).items.filter((p) => p.id === podId);
+    assert.equal(pods[0]?.state, criV1.PodSandboxState.SANDBOX_READY);
+  });
+
   test('StopPodSandbox and RemovePodSandbox tear everything down, and say so again when asked twice', async () => {
+    const ip = (await stack.cri.runtime.podSandboxStatus({ podSandboxId: podId, verbose: false })).status!.network!.ip;
+    assert.ok(existsSync(`/var/lib/cni/networks/berth/${ip}`), 'host-local holds the pod IP');
     await stack.cri.runtime.stopPodSandbox({ podSandboxId: podId });
     const stopped = (await stack.cri.runtime.podSandboxStatus({ podSandboxId: podId, verbose: false })).status;
     assert.equal(stopped?.state, criV1.PodSandboxState.SANDBOX_NOTREADY);
@@ -192,6 +205,13 @@ describe('a pod with containers', () => {
     const mounts = readFileSync('/proc/mounts', 'utf8');
     const left = mounts.split('\n').filter((l) => l.includes(podId) || l.includes(sleeper));
     assert.deepEqual(left, [], 'no mount of the pod or its containers is left');
+    assert.ok(!existsSync(`/var/lib/cni/networks/berth/${ip}`), 'the pod IP is released (CNI DEL)');
+    for (const id of [podId, sleeper]) {
+      for (const controller of ['memory', 'pids', 'cpu,cpuacct', 'unified']) {
+        const dir = `/sys/fs/cgroup/${controller}/berth/berth-${id}`;
+        assert.ok(!existsSync(dir), `no cgroup left: ${dir}`);
+      }
+    }
   });
 });
 
