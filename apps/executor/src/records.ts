@@ -3,6 +3,7 @@
 // What a record cannot know (whether a process still runs, its exit code)
 // comes from the runtime and conmon's exit files when asked, so a restart of
 // the executor loses nothing.
+import { randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 
@@ -104,7 +105,8 @@ export class RecordStore<T extends { id: string }> {
   }
 
   async put(record: T): Promise<void> {
-    const tmp = join(this.dir, `${record.id}.tmp`);
+    // A name of its own per write: two writes of one record may overlap (a status refresh and a start).
+    const tmp = join(this.dir, `${record.id}.${randomBytes(6).toString('hex')}.tmp`);
     const handle = await open(tmp, 'w', 0o600);
     try {
       await handle.writeFile(JSON.stringify(record));
