@@ -42,6 +42,7 @@ after(async () => {
 });
 
 const category = (c: Parameters<typeof isCategory>[1]) => (e: Error) => isCategory(e, c);
+const text = (b: Uint8Array) => Buffer.from(b).toString();
 
 function podConfig(name: string, extra: Partial<criV1.PodSandboxConfig> = {}): criV1.PodSandboxConfig {
   return criV1.PodSandboxConfig.fromPartial({
@@ -245,7 +246,6 @@ describe('networking, limits and confinement', () => {
     return id;
   }
 
-  const text = (b: Uint8Array) => Buffer.from(b).toString();
 
   test('two pods reach each other by IP, and a host port answers', async () => {
     const web = await run(a, aConfig, 'httpd', ['/bin/sh', '-c', 'mkdir -p /tmp/www && echo "hello from pod a" > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www']);
@@ -376,7 +376,6 @@ describe('namespaces and volumes', () => {
     const podId = (await stack.cri.runtime.runPodSandbox({ config, runtimeHandler: '' })).podSandboxId;
     const host = podConfig('hostnet', { hostname: '', linux: criV1.LinuxPodSandboxConfig.fromPartial({ securityContext: { namespaceOptions: { network: criV1.NamespaceMode.NODE, pid: criV1.NamespaceMode.POD, ipc: criV1.NamespaceMode.POD } } }) });
     const hostPod = (await stack.cri.runtime.runPodSandbox({ config: host, runtimeHandler: '' })).podSandboxId;
-    const text = (b: Uint8Array) => Buffer.from(b).toString();
     const start = async (pod: string, podCfg: criV1.PodSandboxConfig, name: string, pid: criV1.NamespaceMode, targetId = '', extra: Partial<criV1.ContainerConfig> = {}) => {
       const cfg = containerConfig(name, ['/bin/sleep', '1000'], {
         linux: criV1.LinuxContainerConfig.fromPartial({ securityContext: { namespaceOptions: { network: 0, pid, ipc: 0, targetId } } }),

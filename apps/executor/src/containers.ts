@@ -7,8 +7,8 @@ import { dirname, isAbsolute, join, normalize } from 'node:path';
 import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from '@berth/errors';
 import type { criV1 } from '@berth/proto';
 import type { ExecutorContext } from './context.js';
-import { apparmorProfile, buildSpec, capabilities, resourcesSpec, type LinuxSpec, type MountSpec } from './oci-spec.js';
-import { cgroupsPath, newId, nowNanos, type Pods } from './pods.js';
+import { apparmorProfile, buildSpec, capabilities, localhostRef, resourcesSpec, type LinuxSpec, type MountSpec } from './oci-spec.js';
+import { cgroupsPath, newId, nowNanos, podNamespaces, type Pods } from './pods.js';
 import { InFlight } from './keyed.js';
 import type { ContainerRecord, PodRecord } from './records.js';
 import { mountRootfs, unmountRootfs } from './rootfs.js';
@@ -62,7 +62,7 @@ export class Containers {
   ) {}
 
   get(id: string): ContainerRecord {
-    const c = this.ctx.containerRecords.get(id) ?? this.ctx.containerRecords.all().find((r) => id.length >= 6 && r.id.startsWith(id));
+    const c = this.ctx.containerRecords.lookup(id);
     if (c === undefined) throw new NotFoundError(`container ${JSON.stringify(id)} not found`);
     return c;
   }
@@ -163,10 +163,7 @@ export class Containers {
       }
 
       const nsMode = sc?.namespaceOptions;
-      const namespaces: { type: string; path?: string }[] = [{ type: 'mount' }];
-      if (pod.namespacePaths.net) namespaces.push({ type: 'network', path: pod.namespacePaths.net });
-      if (pod.namespacePaths.uts) namespaces.push({ type: 'uts', path: pod.namespacePaths.uts });
-      if (pod.namespacePaths.ipc) namespaces.push({ type: 'ipc', path: pod.namespacePaths.ipc });
+      const namespaces: { type: string; path?: string }[] = [{ type: 'mount' }, ...podNamespaces(pod)];
       const pidMode = nsMode?.pid ?? pod.pidMode;
       if (pidMode === 0) namespaces.push({ type: 'pid', path: `/proc/${pod.pausePid}/ns/pid` });
       else if (pidMode === 1) namespaces.push({ type: 'pid' });
@@ -177,7 +174,7 @@ export class Containers {
       }
 
       // A Localhost seccomp profile is a JSON file on the node, read now: its content goes into config.json.
-      const localhost = sc?.seccomp?.profileType === 2 ? sc.seccomp.localhostRef : sc?.seccompProfilePath?.startsWith('localhost/') ? sc.seccompProfilePath.slice(10) : undefined;
+      const localhost = localhostRef(sc?.seccomp, sc?.seccompProfilePath ?? '');
       let localhostProfile: unknown;
       if (localhost !== undefined && !(sc?.privileged ?? false)) {
         if (!isAbsolute(localhost)) throw new InvalidArgumentError(`seccomp profile ${JSON.stringify(localhost)} must be an absolute path`);
@@ -212,7 +209,7 @@ export class Containers {
         minOomScoreAdj: this.ctx.minOomScoreAdj,
         seccomp: sc?.seccomp,
         seccompProfilePath: sc?.seccompProfilePath ?? '',
-        localhostSeccomp: () => localhostProfile,
+        localhostSeccompProfile: localhostProfile,
         devices,
         ...(() => {
           const name = apparmorProfile(sc?.apparmor, sc?.apparmorProfile ?? '', this.ctx.hostHasAppArmor);

@@ -118,7 +118,8 @@ export interface SpecInput {
   minOomScoreAdj: number;
   seccomp?: criV1.SecurityProfile | undefined;
   seccompProfilePath?: string;
-  localhostSeccomp?: (path: string) => unknown;
+  /** The content of the Localhost seccomp profile the request names (read by the caller). */
+  localhostSeccompProfile?: unknown;
   sysctls?: Record<string, string>;
   devices?: LinuxSpec['devices'];
   /** An AppArmor profile (loaded on the host) to confine the process with. */
@@ -141,19 +142,26 @@ export function resourcesSpec(r: criV1.LinuxContainerResources | undefined): Rec
   return out;
 }
 
+/**
+ * The Localhost profile a security profile names, through the profile field
+ * or the older `localhost/<ref>` string; undefined for any other kind.
+ */
+export function localhostRef(profile: criV1.SecurityProfile | undefined, legacy: string): string | undefined {
+  if (profile !== undefined) return profile.profileType === 2 ? profile.localhostRef : undefined;
+  return legacy.startsWith('localhost/') ? legacy.slice('localhost/'.length) : undefined;
+}
+
 function seccompFor(input: SpecInput): unknown {
   if (input.privileged) return undefined;
   const profile = input.seccomp;
+  const path = input.seccompProfilePath ?? '';
+  if (localhostRef(profile, path) !== undefined) return input.localhostSeccompProfile;
   if (profile !== undefined) {
     // RuntimeDefault = 0, Unconfined = 1, Localhost = 2
-    if (profile.profileType === 1) return undefined;
-    if (profile.profileType === 2) return input.localhostSeccomp?.(profile.localhostRef);
-    return defaultSeccompProfile();
+    return profile.profileType === 1 ? undefined : defaultSeccompProfile();
   }
-  const path = input.seccompProfilePath ?? '';
   if (path === '' || path === 'unconfined') return undefined;
   if (path === 'runtime/default' || path === 'docker/default') return defaultSeccompProfile();
-  if (path.startsWith('localhost/')) return input.localhostSeccomp?.(path.slice('localhost/'.length));
   throw new InvalidArgumentError(`unknown seccomp profile ${JSON.stringify(path)}`);
 }
 
@@ -217,7 +225,7 @@ export function validateSysctls(sysctls: Record<string, string>, hostNetwork: bo
  * AppArmor: Berth loads no profile of its own.
  */
 export function apparmorProfile(profile: criV1.SecurityProfile | undefined, legacy: string, hostHasAppArmor: boolean): string | undefined {
-  const name = profile?.profileType === 2 ? profile.localhostRef : legacy.startsWith('localhost/') ? legacy.slice('localhost/'.length) : undefined;
+  const name = localhostRef(profile, legacy);
   if (name === undefined) return undefined;
   if (!/^[A-Za-z0-9_./-]+$/.test(name)) throw new InvalidArgumentError(`AppArmor profile ${JSON.stringify(name)} is not a valid profile name`);
   if (!hostHasAppArmor) throw new InvalidArgumentError(`AppArmor profile ${name} was asked for, but AppArmor is not enabled on this host`);

@@ -2,10 +2,9 @@
 // hosts/resolv.conf/hostname files and /dev/shm, and the pause container
 // that holds the pod's PID namespace.
 import { randomBytes } from 'node:crypto';
-import { execFile } from 'node:child_process';
 import { copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { AlreadyExistsError, InternalError, InvalidArgumentError, NotFoundError } from '@berth/errors';
+import { AlreadyExistsError, InvalidArgumentError, NotFoundError } from '@berth/errors';
 import type { criV1 } from '@berth/proto';
 import type { ExecutorContext } from './context.js';
 import { cniAdd, cniDel, type CniPodArgs } from './cni.js';
@@ -15,13 +14,7 @@ import { buildSpec } from './oci-spec.js';
 import { validateSysctls } from './oci-spec.js';
 import type { PodRecord } from './records.js';
 import { mountRootfs, unmountRootfs } from './rootfs.js';
-import { processStart, stillRunning } from './runtime.js';
-
-export function sh(binary: string, args: string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile(binary, args, { timeout: 60_000 }, (err, stdout, stderr) => (err ? reject(new InternalError(`${binary} ${args.join(' ')}: ${stderr.trim() || err.message}`)) : resolve(stdout)));
-  });
-}
+import { processStart, run, stillRunning } from './runtime.js';
 
 export const nowNanos = (): string => (BigInt(Date.now()) * 1_000_000n).toString();
 export const newId = (): string => randomBytes(32).toString('hex');
@@ -30,6 +23,12 @@ const hostnamePattern = /^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0
 
 function cniArgs(pod: PodRecord): CniPodArgs {
   return { containerId: pod.id, netns: pod.namespacePaths.net ?? '', ifName: 'eth0', podName: pod.name, podNamespace: pod.namespace, podUid: pod.uid, portMappings: pod.portMappings };
+}
+
+/** The pod's pinned namespaces that every container of it joins (none for the host's). */
+export function podNamespaces(pod: PodRecord): { type: string; path: string }[] {
+  const { net, uts, ipc } = pod.namespacePaths;
+  return [...(net ? [{ type: 'network', path: net }] : []), ...(uts ? [{ type: 'uts', path: uts }] : []), ...(ipc ? [{ type: 'ipc', path: ipc }] : [])];
 }
 
 export function cgroupsPath(ctx: ExecutorContext, parent: string, id: string): string {
@@ -69,11 +68,11 @@ async function pinNamespaces(ctx: ExecutorContext, pod: PodRecord): Promise<void
   if (args.length === 0) return;
   for (const p of Object.values(paths)) await writeFile(p, '');
   pod.namespacePaths = paths;
-  await sh('unshare', [...args, ...(paths.uts ? ['hostname', pod.hostname] : ['true'])]);
+  await run('unshare', [...args, ...(paths.uts ? ['hostname', pod.hostname] : ['true'])]);
 }
 
 async function unpinNamespaces(ctx: ExecutorContext, pod: PodRecord): Promise<void> {
-  for (const p of Object.values(pod.namespacePaths)) await sh('umount', [p]).catch(() => undefined);
+  for (const p of Object.values(pod.namespacePaths)) await run('umount', [p]).catch(() => undefined);
   await rm(join(ctx.paths.nsDir, pod.id), { recursive: true, force: true });
 }
 
@@ -87,7 +86,7 @@ export class Pods {
   constructor(private readonly ctx: ExecutorContext) {}
 
   get(id: string): PodRecord {
-    const pod = this.ctx.pods.get(id) ?? this.ctx.pods.all().find((p) => id.length >= 6 && p.id.startsWith(id));
+    const pod = this.ctx.pods.lookup(id);
     if (pod === undefined) throw new NotFoundError(`pod sandbox ${JSON.stringify(id)} not found`);
     return pod;
   }
@@ -173,8 +172,8 @@ export class Pods {
       await writePodFiles(pod, config.dnsConfig);
       if (!hostIpc) {
         await mkdir(join(dir, 'shm'), { mode: 0o1777 });
-        await sh('mount', ['-t', 'tmpfs', '-o', 'nosuid,nodev,noexec,mode=1777,size=65536k', 'shm', join(dir, 'shm')]);
-        undo.push(() => sh('umount', [join(dir, 'shm')]));
+        await run('mount', ['-t', 'tmpfs', '-o', 'nosuid,nodev,noexec,mode=1777,size=65536k', 'shm', join(dir, 'shm')]);
+        undo.push(() => run('umount', [join(dir, 'shm')]));
       }
       // The pause container.
       const image = await this.ctx.images.sandboxImage();
@@ -184,9 +183,7 @@ export class Pods {
       undo.push(() => unmountRootfs(this.ctx, `pod-${id}`, join(bundle, 'rootfs')));
       const namespaces = [
         { type: 'mount' },
-        ...(pod.namespacePaths.net ? [{ type: 'network', path: pod.namespacePaths.net }] : []),
-        ...(pod.namespacePaths.uts ? [{ type: 'uts', path: pod.namespacePaths.uts }] : []),
-        ...(pod.namespacePaths.ipc ? [{ type: 'ipc', path: pod.namespacePaths.ipc }] : []),
+        ...podNamespaces(pod),
         ...(pod.pidMode === 2 ? [] : [{ type: 'pid' }]),
       ];
       const args = imageArgs(image.config.config ?? {});
@@ -244,7 +241,7 @@ export class Pods {
       if (network !== undefined && pod.namespacePaths.net) await cniDel(network, cniArgs(pod), this.ctx.config.cni.binDirs, pod.cniResult);
     }
     await unpinNamespaces(this.ctx, pod);
-    await sh('umount', [join(pod.dir, 'shm')]).catch(() => undefined);
+    await run('umount', [join(pod.dir, 'shm')]).catch(() => undefined);
     const wasReady = pod.state === 'ready';
     pod.state = 'notready';
     delete pod.cniResult;

@@ -100,6 +100,11 @@ export class RecordStore<T extends { id: string }> {
     return this.items.get(id);
   }
 
+  /** By full id, or by a prefix of at least 6 characters (as crictl shows ids truncated). */
+  lookup(id: string): T | undefined {
+    return this.items.get(id) ?? (id.length >= 6 ? this.all().find((r) => r.id.startsWith(id)) : undefined);
+  }
+
   all(): T[] {
     return [...this.items.values()];
   }

@@ -25,7 +25,8 @@ export interface RuntimeState {
   pid: number;
 }
 
-function run(binary: string, args: string[], timeoutMs = 60_000): Promise<string> {
+/** Runs a helper program (runc, mount, unshare, …) to completion; a failure carries its stderr. */
+export function run(binary: string, args: string[], timeoutMs = 60_000): Promise<string> {
   return new Promise((resolve, reject) => {
     execFile(binary, args, { timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
       if (err) reject(new InternalError(`${binary} ${args.filter((a) => !a.startsWith('--root')).join(' ')}: ${stderr.trim() || err.message}`, { cause: err }));

@@ -119,10 +119,16 @@ export class Stats {
     return { timestamp: at, workingSetBytes: u64(s.workingSet), availableBytes: undefined, usageBytes: u64(s.memoryUsage), rssBytes: u64(s.rss), pageFaults: u64(s.pageFaults), majorPageFaults: u64(s.majorPageFaults), psi: undefined };
   }
 
+  private sampleOf(c: ContainerRecord, pod: PodRecord | undefined): Promise<Sample> {
+    return c.state === 'exited' ? Promise.resolve({}) : this.cgroups.sample(cgroupsPath(this.ctx, pod?.cgroupParent ?? '', c.id));
+  }
+
   async container(c: ContainerRecord, pod: PodRecord | undefined): Promise<criV1.ContainerStats> {
+    return this.statsOf(c, await this.sampleOf(c, pod));
+  }
+
+  private async statsOf(c: ContainerRecord, s: Sample): Promise<criV1.ContainerStats> {
     const at = now();
-    const path = cgroupsPath(this.ctx, pod?.cgroupParent ?? '', c.id);
-    const s = c.state === 'exited' ? {} : await this.cgroups.sample(path);
     const usage = await this.ctx.store.snapshots.usage(c.snapshotKey).catch(() => undefined);
     const mountpoint = join(this.ctx.config.stateDir, 'snapshots');
     return {
@@ -165,12 +171,14 @@ export class Stats {
 
   async pod(pod: PodRecord): Promise<criV1.PodSandboxStats> {
     const at = now();
-    const containers = await this.listContainers({ id: '', podSandboxId: pod.id, labelSelector: {} });
     const pause = (await this.pods.ready(pod)) ? await this.cgroups.sample(cgroupsPath(this.ctx, pod.cgroupParent, pod.id)) : {};
     const total: Sample = { ...pause };
+    // One cgroup sample per container serves both its own stats and the pod's sums.
+    const containers: criV1.ContainerStats[] = [];
     for (const c of this.ctx.containerRecords.all()) {
       if (c.podId !== pod.id || c.state === 'exited') continue;
-      const s = await this.cgroups.sample(cgroupsPath(this.ctx, pod.cgroupParent, c.id));
+      const s = await this.sampleOf(c, pod);
+      if (c.state === 'running') containers.push(await this.statsOf(c, s));
       total.cpuNanos = add(total.cpuNanos, s.cpuNanos);
       total.memoryUsage = add(total.memoryUsage, s.memoryUsage);
       total.workingSet = add(total.workingSet, s.workingSet);

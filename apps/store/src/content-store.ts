@@ -7,13 +7,13 @@ import {
   FailedPreconditionError,
   InvalidArgumentError,
   NotFoundError,
-  ResourceExhaustedError,
   UnavailableError,
   wrap,
 } from '@berth/errors';
 import type { Db } from '@berth/db';
 import { parseDigest } from '@berth/spec';
 import {
+  storeIoError,
   validateDigest,
   validateLabels,
   validateName,
@@ -55,11 +55,6 @@ function isErrno(err: unknown, code: string): boolean {
   return (err as NodeJS.ErrnoException | undefined)?.code === code;
 }
 
-/** A disk-full error becomes resource-exhausted; others keep their meaning. */
-function ioError(err: unknown, context: string): Error {
-  if (isErrno(err, 'ENOSPC') || isErrno(err, 'EDQUOT')) return new ResourceExhaustedError(`${context}: no space left on the store's filesystem`, { cause: err });
-  return wrap(err, context);
-}
 
 /**
  * The content-addressable blob store on the local disk. Blobs live in
@@ -105,7 +100,7 @@ export class LocalContentStore implements ContentStore {
     try {
       for await (const chunk of stream) yield chunk as Buffer;
     } catch (err) {
-      throw ioError(err, `read ${digest}`);
+      throw storeIoError(err, `read ${digest}`);
     }
   }
 
@@ -377,7 +372,7 @@ class LocalWriter implements LocalFileWriter {
       }
     } catch (err) {
       await this.discard();
-      throw ioError(err, `read ingest ${this.s.ref}`);
+      throw storeIoError(err, `read ingest ${this.s.ref}`);
     }
     if (this.s.offset !== offset) {
       const got = this.s.offset;
@@ -407,7 +402,7 @@ class LocalWriter implements LocalFileWriter {
       await this.s.handle.chmod(0o644);
     } catch (err) {
       await this.discard();
-      throw ioError(err, `import ${name}`);
+      throw storeIoError(err, `import ${name}`);
     }
     this.s.hash = createHash(parseDigest(this.s.expectedDigest).algorithm);
     this.s.offset = 0;
@@ -439,7 +434,7 @@ class LocalWriter implements LocalFileWriter {
       await writing;
     } catch (err) {
       await this.discard();
-      throw ioError(err, `write ingest ${this.s.ref}`);
+      throw storeIoError(err, `write ingest ${this.s.ref}`);
     }
     this.s.offset += data.length;
   }
@@ -460,7 +455,7 @@ class LocalWriter implements LocalFileWriter {
       await this.s.handle.sync();
     } catch (err) {
       await this.discard();
-      throw ioError(err, `sync ingest ${this.s.ref}`);
+      throw storeIoError(err, `sync ingest ${this.s.ref}`);
     }
     await this.s.handle.close();
     this.closed = true;

@@ -15,6 +15,7 @@ import {
   mountsToWire,
   snapshotToWire,
   usageToWire,
+  writerOptionsFromWire,
   type ContentWriter,
   type LeaseResource,
   type Store,
@@ -74,13 +75,7 @@ export function createStoreHandlers(deps: StoreHandlerDeps): Handlers<typeof sto
           if (message.open !== undefined) {
             if (writer !== undefined) throw new InvalidArgumentError('ingest: open sent twice');
             const o = message.open;
-            writer = await store.content.writer({
-              ref: o.ref,
-              expectedDigest: o.expectedDigest,
-              expectedSize: Number(o.expectedSize),
-              labels: o.labels,
-              ...(o.leaseId === '' ? {} : { leaseId: o.leaseId }),
-            });
+            writer = await store.content.writer(writerOptionsFromWire(o));
             const localPath = o.local && isLocalFileWriter(writer) ? writer.dataPath : '';
             await send({ offset: BigInt(writer.offset()), localPath });
           } else if (message.write !== undefined) {
@@ -108,16 +103,10 @@ export function createStoreHandlers(deps: StoreHandlerDeps): Handlers<typeof sto
         if (writer !== undefined && !committed) await writer.close();
       }
     },
-    importContent: async (r) =>
-      contentToWire(
-        await store.content.importFile(r.path, {
-          ref: r.ref,
-          expectedDigest: r.expectedDigest,
-          expectedSize: Number(r.expectedSize),
-          labels: r.labels,
-          ...(r.leaseId === '' ? {} : { leaseId: r.leaseId }),
-        }),
-      ),
+    importContent: async (r) => {
+      if (r.ingest === undefined) throw new InvalidArgumentError('ImportContent needs the ingest options');
+      return contentToWire(await store.content.importFile(r.path, writerOptionsFromWire(r.ingest)));
+    },
     ingestStatus: async (r) => ingestToWire(await store.content.ingestStatus(r.ref)),
     listIngests: async () => ({ items: (await store.content.listIngests()).map(ingestToWire) }),
     abortIngest: async (r) => (await store.content.abortIngest(r.ref), empty),

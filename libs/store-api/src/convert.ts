@@ -1,5 +1,5 @@
 import type { storeV1 } from '@berth/proto';
-import type { ContentInfo, FsUsage, ImageRecord, IngestStatus, Lease, Mount, SnapshotInfo, SnapshotKind, Usage } from './types.js';
+import type { ContentInfo, FsUsage, ImageRecord, IngestStatus, Lease, Mount, SnapshotInfo, SnapshotKind, Usage, WriterOptions } from './types.js';
 
 /** Unix nanoseconds ↔ Date. */
 export const toNanos = (d: Date): bigint => BigInt(d.getTime()) * 1_000_000n;
@@ -85,4 +85,21 @@ export const fsUsageFromWire = (u: storeV1.FsUsageResponse): FsUsage => ({
   content: usageFromWire(u.content),
   snapshots: usageFromWire(u.snapshots),
   timestamp: fromNanos(u.timestamp),
+});
+
+/** The options of an ingest (an Ingest open or an ImportContent) on the wire. */
+export const writerOptionsToWire = (o: WriterOptions, local = false): storeV1.IngestOpen => ({
+  ref: o.ref,
+  expectedDigest: o.expectedDigest,
+  expectedSize: BigInt(o.expectedSize ?? 0),
+  labels: o.labels ?? {},
+  leaseId: o.leaseId ?? '',
+  local,
+});
+export const writerOptionsFromWire = (o: storeV1.IngestOpen): WriterOptions => ({
+  ref: o.ref,
+  expectedDigest: o.expectedDigest,
+  expectedSize: Number(o.expectedSize),
+  labels: o.labels,
+  ...(o.leaseId === '' ? {} : { leaseId: o.leaseId }),
 });

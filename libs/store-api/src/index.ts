@@ -48,5 +48,8 @@ export {
   toNanos,
   usageFromWire,
   usageToWire,
+  writerOptionsFromWire,
+  writerOptionsToWire,
 } from './convert.js';
 export { encodeIngestRequest, RemoteStore } from './remote-store.js';
+export { storeIoError } from './io-error.js';

@@ -1,5 +1,5 @@
 import { open, type FileHandle } from 'node:fs/promises';
-import { InternalError, InvalidArgumentError, ResourceExhaustedError, wrap } from '@berth/errors';
+import { InternalError, InvalidArgumentError } from '@berth/errors';
 import { storeV1 } from '@berth/proto';
 import { createClient, type BidiCall, type ClientOpts, type PromiseClient } from '@berth/rpc';
 import {
@@ -13,7 +13,9 @@ import {
   snapshotFromWire,
   toNanos,
   usageFromWire,
+  writerOptionsToWire,
 } from './convert.js';
+import { storeIoError } from './io-error.js';
 import type {
   ContentInfo,
   ContentStore,
@@ -64,12 +66,6 @@ export function encodeIngestRequest(message: storeV1.IngestRequest): Buffer {
 
 const storeService = { ...storeV1.StoreService, ingest: { ...storeV1.StoreService.ingest, requestSerialize: encodeIngestRequest } };
 
-function localWriteError(err: unknown, ref: string): Error {
-  const code = (err as NodeJS.ErrnoException | undefined)?.code;
-  if (code === 'ENOSPC' || code === 'EDQUOT') return new ResourceExhaustedError(`write ingest ${ref}: no space left on the store's filesystem`, { cause: err });
-  return wrap(err, `write ingest ${ref}`);
-}
-
 /** Bytes per write message: large enough to amortise framing, well under the message limit. */
 const writeChunk = 1024 * 1024;
 /** With local writes, how many bytes are written into the file between reports to the store. */
@@ -108,7 +104,7 @@ class RemoteWriter implements ContentWriter {
       } catch (err) {
         // Nothing half-made stays: the ingest is discarded, as the store does when its own write fails.
         await this.abort().catch(() => undefined);
-        throw localWriteError(err, this.ref);
+        throw storeIoError(err, `write ingest ${this.ref}`);
       }
       this.position += data.length;
       if (this.position - this.reported >= reportEvery) await this.report();
@@ -203,33 +199,14 @@ export class RemoteStore implements Store {
         })(),
       writer: async (options: WriterOptions): Promise<ContentWriter> => {
         const call = client.ingest();
-        await call.send({
-          open: {
-            ref: options.ref,
-            expectedDigest: options.expectedDigest,
-            expectedSize: BigInt(options.expectedSize ?? 0),
-            labels: options.labels ?? {},
-            leaseId: options.leaseId ?? '',
-            local: localWrites,
-          },
-        });
+        await call.send({ open: writerOptionsToWire(options, localWrites) });
         const opened = await call.next();
         if (opened?.offset === undefined) throw new InternalError(`ingest ${options.ref}: the store did not answer the open`);
         // A store in another mount namespace or on another host: its path is not ours, so stream.
         const file = opened.localPath === '' ? undefined : await open(opened.localPath, 'r+').catch(() => undefined);
         return new RemoteWriter(options.ref, call, Number(opened.offset), async () => void (await client.abortIngest({ ref: options.ref })), file);
       },
-      importFile: async (path, options) =>
-        contentFromWire(
-          await client.importContent({
-            path,
-            ref: options.ref,
-            expectedDigest: options.expectedDigest,
-            expectedSize: BigInt(options.expectedSize ?? 0),
-            labels: options.labels ?? {},
-            leaseId: options.leaseId ?? '',
-          }),
-        ),
+      importFile: async (path, options) => contentFromWire(await client.importContent({ path, ingest: writerOptionsToWire(options) })),
       ingestStatus: async (ref): Promise<IngestStatus> => ingestFromWire(await client.ingestStatus({ ref })),
       listIngests: async () => (await client.listIngests({})).items.map(ingestFromWire),
       abortIngest: async (ref) => void (await client.abortIngest({ ref })),
