@@ -43,6 +43,9 @@ function forwardToExecutor(backends: Backends) {
     podSandboxStats: (r: criV1.PodSandboxStatsRequest) => e.podSandboxStats(r),
     listPodSandboxStats: (r: criV1.ListPodSandboxStatsRequest) => e.listPodSandboxStats(r),
     updateRuntimeConfig: (r: criV1.UpdateRuntimeConfigRequest) => e.updateRuntimeConfig(r),
+    exec: (r: criV1.ExecRequest) => e.exec(r),
+    attach: (r: criV1.AttachRequest) => e.attach(r),
+    portForward: (r: criV1.PortForwardRequest) => e.portForward(r),
   } satisfies Handlers<typeof criV1.RuntimeServiceService>;
 }
 

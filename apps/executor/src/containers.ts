@@ -1,8 +1,8 @@
 // Containers: config.json from the CRI config and the image, a rootfs
 // snapshot, conmon for logs and the exit code; status from the records,
 // the runtime and conmon's exit files.
-import { constants, watch } from 'node:fs';
-import { lstat, mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { watch } from 'node:fs';
+import { lstat, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, normalize } from 'node:path';
 import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from '@berth/errors';
 import type { criV1 } from '@berth/proto';
@@ -10,6 +10,7 @@ import type { ExecutorContext } from './context.js';
 import { apparmorProfile, buildSpec, capabilities, localhostRef, resourcesSpec, type LinuxSpec, type MountSpec } from './oci-spec.js';
 import { cgroupsPath, newId, nowNanos, podNamespaces, type Pods } from './pods.js';
 import { InFlight } from './keyed.js';
+import { conmonControl } from './streaming/sessions.js';
 import type { ContainerRecord, PodRecord } from './records.js';
 import { mountRootfs, unmountRootfs } from './rootfs.js';
 import { processStart, stillRunning } from './runtime.js';
@@ -245,11 +246,12 @@ export class Containers {
         pid: 0,
         tty: config.tty,
         stdin: config.stdin,
+        stdinOnce: config.stdinOnce,
         process: { env, cwd, user: spec.process.user, capabilities: spec.process.capabilities, noNewPrivileges: spec.process.noNewPrivileges ?? false },
         resources: spec.linux.resources,
       };
       const runtime = this.runtime(pod);
-      record.pid = await runtime.createMonitored(id, dir, { logPath, name: `${meta.name}_${pod.name}_${pod.namespace}_${pod.uid}_${meta.attempt}`, stdin: config.stdin, tty: config.tty });
+      record.pid = await runtime.createMonitored(id, dir, { logPath, name: `${meta.name}_${pod.name}_${pod.namespace}_${pod.uid}_${meta.attempt}`, stdin: config.stdin, stdinOnce: config.stdinOnce, tty: config.tty });
       undo.push(() => runtime.delete(id));
       const conmonPid = Number((await readFile(join(dir, 'conmon.pid'), 'utf8').catch(() => '0')).trim());
       const conmonStart = await processStart(conmonPid);
@@ -469,18 +471,9 @@ export class Containers {
   async reopenLog(id: string): Promise<void> {
     const c = await this.refresh(this.get(id));
     if (c.state !== 'running') throw new FailedPreconditionError(`container ${c.id} is not running`);
-    let handle;
-    try {
-      handle = await open(join(c.dir, 'ctl'), constants.O_WRONLY | constants.O_NONBLOCK);
-    } catch (err) {
+    await conmonControl(c.dir, '2 0 0\n').catch((err: unknown) => {
       throw new FailedPreconditionError(`container ${c.id}: conmon's control pipe is not open`, { cause: err });
-    }
-    try {
-      // conmon's control message "2": reopen the log.
-      await handle.write('2 0 0\n');
-    } finally {
-      await handle.close();
-    }
+    });
   }
 
   async execSync(request: criV1.ExecSyncRequest): Promise<criV1.ExecSyncResponse> {

@@ -20,6 +20,7 @@ import { CgroupReader, Stats } from './stats.js';
 import { RecordStore, type ContainerRecord, type PodRecord } from './records.js';
 import { OciRuntime } from './runtime.js';
 import { probeOciRuntime } from './runtime-info.js';
+import { StreamingServer } from './streaming/server.js';
 
 await runDaemon({
   service: 'executor',
@@ -73,6 +74,10 @@ await runDaemon({
     ctx.onShutdown(containers.watchExits());
     ctx.logger.info({ pods: pods.items.size, containers: containerRecords.items.size }, 'records loaded');
 
+    const streaming = new StreamingServer(context, containers, podManager, ctx.telemetry.meter);
+    ctx.logger.info({ url: await streaming.start() }, 'streaming server listening');
+    ctx.onShutdown(() => streaming.stop());
+
     const stats = new Stats(context, podManager, containers, new CgroupReader(cgroupVersion));
     // Calls on one pod or container run one at a time.
     const locks = new KeyedLock();
@@ -99,6 +104,9 @@ await runDaemon({
       listContainerStats: async (r) => ({ stats: await stats.listContainers(r.filter) }),
       podSandboxStats: async (r) => ({ stats: await stats.pod(podManager.get(r.podSandboxId)) }),
       listPodSandboxStats: async (r) => ({ stats: await stats.listPods(r.filter) }),
+      exec: (r) => streaming.exec(r),
+      attach: (r) => streaming.attach(r),
+      portForward: (r) => streaming.portForward(r),
       updateRuntimeConfig: async (r) => {
         const cidr = r.runtimeConfig?.networkConfig?.podCidr ?? '';
         await writeFile(join(config.stateDir, 'executor', 'runtime-config.json'), JSON.stringify({ podCidr: cidr }));

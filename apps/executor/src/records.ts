@@ -70,6 +70,8 @@ export interface ContainerRecord {
   conmonStart?: string;
   tty: boolean;
   stdin: boolean;
+  /** The container's stdin closes when the first attached client closes its stdin. */
+  stdinOnce?: boolean;
   /** The process spec of the container, for ExecSync's environment, user and capabilities. */
   process: { env: string[]; cwd: string; user: { uid: number; gid: number; additionalGids?: number[] }; capabilities?: unknown; noNewPrivileges?: boolean };
   resources?: Record<string, unknown>;

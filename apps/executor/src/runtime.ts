@@ -115,7 +115,7 @@ export class OciRuntime {
    * executor), runs `runc create`, and reports the container's pid, or the
    * runtime's error, on a sync pipe.
    */
-  async createMonitored(id: string, bundle: string, options: { logPath: string; name: string; stdin: boolean; tty: boolean; logSizeMax?: number }): Promise<number> {
+  async createMonitored(id: string, bundle: string, options: { logPath: string; name: string; stdin: boolean; stdinOnce?: boolean; tty: boolean; logSizeMax?: number }): Promise<number> {
     const persist = join(bundle, 'persist');
     await mkdir(persist, { recursive: true });
     await rm(join(this.paths.exitDir, id), { force: true });
@@ -136,7 +136,8 @@ export class OciRuntime {
       '--log-path', `k8s-file:${options.logPath}`,
       '--log-level', 'error',
       ...(options.logSizeMax ? ['--log-size-max', String(options.logSizeMax)] : []),
-      ...(options.stdin ? ['--stdin', '--leave-stdin-open'] : []),
+      // Without --leave-stdin-open, conmon closes the container's stdin when an attached client closes its own (stdin_once).
+      ...(options.stdin ? ['--stdin', ...(options.stdinOnce ? [] : ['--leave-stdin-open'])] : []),
       ...(options.tty ? ['--terminal'] : []),
     ];
     try {

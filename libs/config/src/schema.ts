@@ -70,6 +70,27 @@ export const configSchema = z
     conmonPath: z.string().default('conmon'),
     /** The pod sandbox image: empty for Berth's built-in one, or an image reference. */
     sandboxImage: z.string().default(''),
+    /** The streaming server (CRI Exec, Attach, PortForward), served by the executor. */
+    streaming: z
+      .object({
+        /** The address it listens on and puts in the URLs it hands out. Loopback by default: the kubelet proxies to it. */
+        address: z.string().default('127.0.0.1'),
+        /** Its port; 0 picks a free one at each start. */
+        port: port.default(0),
+        /** PEM certificate and key: when both are set the server speaks TLS (https URLs). */
+        tlsCertFile: z.string().default(''),
+        tlsKeyFile: z.string().default(''),
+        /** How long a URL stays valid; each is good for one connection. */
+        tokenTtlSeconds: z.number().positive().max(3600).default(60),
+        /** A stream with no bytes either way for this long is closed. */
+        idleTimeoutSeconds: z.number().positive().default(4 * 3600),
+        /** How long a SPDY client has to open the streams it asked for. */
+        streamCreationTimeoutSeconds: z.number().positive().max(600).default(30),
+        /** Concurrent exec and attach sessions per container, and port-forward connections per pod. */
+        maxStreamsPerContainer: z.number().int().min(1).max(1024).default(16),
+      })
+      .strict()
+      .prefault({}),
     observability: z
       .object({
         /** Address of each service's /healthz, /readyz and /metrics endpoint. Loopback by default. */

@@ -1,0 +1,42 @@
+// A TCP connection to a port inside a pod's network namespace. Node cannot
+// enter a namespace per socket, so each connection is a `socat` started in
+// the pod's namespace by nsenter, connected to 127.0.0.1:<port> there, its
+// stdio carrying the bytes (pipes: back-pressure for free). Pods on the host
+// network are dialled directly.
+import { spawn } from 'node:child_process';
+import { connect } from 'node:net';
+import { Duplex } from 'node:stream';
+
+export interface PodConnection {
+  stream: Duplex;
+  /** Resolves with an error message when the connection failed or broke, undefined on a clean end. */
+  ended: Promise<string | undefined>;
+  /** Ends it at once (the client went away). */
+  kill(): void;
+}
+
+export function dialPod(netns: string | undefined, port: number): PodConnection {
+  if (netns === undefined) {
+    const socket = connect({ host: '127.0.0.1', port });
+    const ended = new Promise<string | undefined>((resolve) => {
+      socket.on('error', (err) => resolve(`connecting to 127.0.0.1:${port}: ${err.message}`));
+      socket.on('close', () => resolve(undefined));
+    });
+    return { stream: socket, ended, kill: () => socket.destroy() };
+  }
+  // -t: after one side ends, how long the other may still send (an HTTP client may half-close before the answer).
+  const child = spawn('nsenter', [`--net=${netns}`, '--', 'socat', '-t', '60', '-', `TCP4:127.0.0.1:${port}`], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-2000)));
+  child.stdin.on('error', () => undefined);
+  const ended = new Promise<string | undefined>((resolve) => {
+    child.on('error', (err) => resolve(`cannot start socat in the pod's network namespace: ${err.message}`));
+    child.on('close', (code, signal) => {
+      if (code === 0 || signal === 'SIGKILL') return resolve(undefined);
+      // socat says e.g. "2026/11/28 23:59:59 socat[123] E connect(5, AF=2 127.0.0.1:81, 16): Connection refused".
+      const reason = /\bE (.*)$/m.exec(stderr)?.[1]?.replace(/^connect\([^)]*\):\s*/, '') ?? (stderr.trim() || `socat exited with ${code}`);
+      resolve(`error forwarding port ${port} to pod: ${reason}`);
+    });
+  });
+  return { stream: Duplex.from({ readable: child.stdout, writable: child.stdin }), ended, kill: () => child.kill('SIGKILL') };
+}
