@@ -1,12 +1,13 @@
 #!/usr/bin/env node
 // berthctl: a CRI client for Berth's socket (the crictl of Berth).
-import { parseArgs } from 'node:util';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { BerthError } from '@berth/errors';
 import { berthVersion } from '@berth/config';
 import { imageFsInfoCommand, imagesCommand, infoCommand, inspectImageCommand, pullCommand, removeImagesCommand, versionCommand } from './commands.js';
 import { connectCri, defaultSocket } from '@berth/client';
 import { natsUrlFor, watchPullProgress } from './progress.js';
 import { createCommand, eventsCommand, execSyncCommand, inspectCommand, logsCommand, podsCommand, psCommand, runPodCommand, statsCommand } from './runtime-commands.js';
+import { attachCommand, execCommand, portForwardCommand, type StreamFlags } from './streaming-commands.js';
 
 const usage = `usage: berthctl [--runtime-endpoint PATH] [--timeout SECONDS] COMMAND
 
@@ -29,39 +30,75 @@ Commands:
   ps [-a] [-o text|json]   list running (or all) containers
   inspect ID               a container's (or pod's) status, verbose
   logs [-f] CTR            a container's output (follow with -f)
-  exec --sync CTR CMD...   run a command in a container and wait for it
+  exec [-i] [-t] CTR CMD...  run a command in a container, streaming its
+                           input (-i) and output, on a terminal with -t;
+                           exits with the command's exit code
+  exec --sync CTR CMD...   run a command and print its output when it ends
+  attach [-i] [-t] CTR     attach to a running container's input and output
+  port-forward POD [LOCAL:]REMOTE...  forward 127.0.0.1:LOCAL to the pod's
+                           REMOTE port (REMOTE alone: the same port;
+                           :REMOTE: any free port) until interrupted
   stats [-o text|json]     running containers' CPU, memory and disk
   events                   stream container and pod lifecycle events
 
 The endpoint defaults to $BERTH_SOCKET or ${defaultSocket}.
 `;
 
-async function main(argv: string[]): Promise<number> {
-  // `exec [flags] CTR CMD...`: everything after the container id is the command, flags included.
-  let command_: string[] = [];
-  const execAt = argv.indexOf('exec');
-  if (execAt >= 0) {
-    let i = execAt + 1;
-    while (i < argv.length && argv[i]!.startsWith('-')) i++;
-    command_ = argv.slice(i + 1);
-    argv = argv.slice(0, i + 1);
-  }
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      'runtime-endpoint': { type: 'string', short: 'r' },
-      timeout: { type: 'string', short: 't', default: '30' },
-      output: { type: 'string', short: 'o', default: 'text' },
-      help: { type: 'boolean', short: 'h' },
-      creds: { type: 'string' },
-      runtime: { type: 'string', default: '' },
-      all: { type: 'boolean', short: 'a' },
-      follow: { type: 'boolean', short: 'f' },
-      sync: { type: 'boolean', short: 's' },
-      'timeout-stop': { type: 'string', default: '10' },
+const globalOptions = {
+  'runtime-endpoint': { type: 'string', short: 'r' },
+  timeout: { type: 'string', short: 't', default: '30' },
+  output: { type: 'string', short: 'o', default: 'text' },
+  help: { type: 'boolean', short: 'h' },
+  creds: { type: 'string' },
+  runtime: { type: 'string', default: '' },
+  all: { type: 'boolean', short: 'a' },
+  follow: { type: 'boolean', short: 'f' },
+  'timeout-stop': { type: 'string', default: '10' },
+} satisfies ParseArgsConfig['options'];
+
+const streamOptions = {
+  interactive: { type: 'boolean', short: 'i' },
+  tty: { type: 'boolean', short: 't' },
+  sync: { type: 'boolean', short: 's' },
+} satisfies ParseArgsConfig['options'];
+
+interface StreamArgs {
+  flags: StreamFlags & { sync: boolean };
+  /** The container id. */
+  target: string | undefined;
+  /** exec's command. */
+  command: string[];
+}
+
+/**
+ * `exec` and `attach` take their own flags between the command and the
+ * container (crictl's -i and -t, and exec's --sync), and exec's command
+ * after the container may have any flags: both are split off here, so the
+ * global parse, whose -t is --timeout, sees neither.
+ */
+function splitStreamArgs(argv: string[]): { globalArgs: string[]; stream: StreamArgs } {
+  const none = { globalArgs: argv, stream: { flags: { interactive: false, tty: false, sync: false }, target: undefined, command: [] } };
+  const { tokens } = parseArgs({ args: argv, options: globalOptions, allowPositionals: true, strict: false, tokens: true });
+  const at = tokens.find((t) => t.kind === 'positional')?.index;
+  if (at === undefined || (argv[at] !== 'exec' && argv[at] !== 'attach')) return none;
+  const rest = argv.slice(at + 1);
+  let i = 0;
+  while (i < rest.length && rest[i]!.startsWith('-')) i++;
+  const { values } = parseArgs({ args: rest.slice(0, i), options: streamOptions });
+  const command = rest.slice(i + 1);
+  return {
+    globalArgs: argv.slice(0, at + 1),
+    stream: {
+      flags: { interactive: values.interactive ?? false, tty: values.tty ?? false, sync: values.sync ?? false },
+      target: rest[i],
+      command: command[0] === '--' ? command.slice(1) : command,
     },
-  });
+  };
+}
+
+async function main(argv: string[]): Promise<number> {
+  const { globalArgs, stream } = splitStreamArgs(argv);
+  const { values, positionals } = parseArgs({ args: globalArgs, allowPositionals: true, options: globalOptions });
   const [command] = positionals;
   if (values.help || command === undefined) {
     process.stdout.write(usage);
@@ -142,9 +179,22 @@ async function main(argv: string[]): Promise<number> {
         await logsCommand(cri, out, (t) => void process.stderr.write(t), positionals[1], values.follow ?? false);
         return 0;
       case 'exec':
-        if (!values.sync) throw new Error('only exec --sync is available (interactive exec needs the streaming server)');
-        if (positionals[1] === undefined || command_.length === 0) throw new Error('exec --sync needs a container id and a command');
-        return await execSyncCommand(cri, out, (t) => void process.stderr.write(t), positionals[1], command_, timeoutS);
+        if (stream.target === undefined || stream.command.length === 0) throw new Error('exec needs a container id and a command');
+        if (!stream.flags.sync) return await execCommand(cri, stream.target, stream.command, stream.flags);
+        if (stream.flags.interactive || stream.flags.tty) throw new Error('exec --sync takes no -i or -t: it has no input and no terminal');
+        return await execSyncCommand(cri, out, (t) => void process.stderr.write(t), stream.target, stream.command, timeoutS);
+      case 'attach':
+        if (stream.target === undefined || stream.command.length > 0) throw new Error('attach needs exactly one container id');
+        if (stream.flags.sync) throw new Error('attach takes -i and -t only');
+        return await attachCommand(cri, stream.target, stream.flags);
+      case 'port-forward': {
+        if (positionals.length < 3) throw new Error('port-forward needs a pod id and at least one [LOCAL:]REMOTE port');
+        const abort = new AbortController();
+        process.once('SIGINT', () => abort.abort());
+        process.once('SIGTERM', () => abort.abort());
+        await portForwardCommand(cri, out, (t) => void process.stderr.write(t), positionals[1]!, positionals.slice(2), abort.signal);
+        return 0;
+      }
       case 'stats':
         await statsCommand(cri, out, values.output === 'json' ? 'json' : 'text');
         return 0;
