@@ -22,6 +22,29 @@ export interface Channels {
   finish(outcome: Outcome): void;
 }
 
+/**
+ * Terminal sizes from the client. A listener added late (the process starts
+ * after the client's first message) still gets the latest size at once.
+ */
+export class ResizeFeed {
+  private last: TerminalSize | undefined;
+  private readonly listeners: ((s: TerminalSize) => void)[] = [];
+  private pending = '';
+
+  /** Feeds raw resize-stream bytes. */
+  push(bytes: Buffer): void {
+    this.pending = parseResizes(this.pending + bytes.toString(), (size) => {
+      this.last = size;
+      for (const fn of this.listeners) fn(size);
+    });
+  }
+
+  on(fn: (size: TerminalSize) => void): void {
+    this.listeners.push(fn);
+    if (this.last !== undefined) fn(this.last);
+  }
+}
+
 /** How the outcome is written: a v4 Status object, or (older protocols) plain text only on failure. */
 export function encodeOutcome(outcome: Outcome, jsonStatus: boolean): Buffer | undefined {
   const message = 'error' in outcome ? outcome.error : outcome.exitCode === 0 ? '' : `command terminated with non-zero exit code: exit status ${outcome.exitCode}`;

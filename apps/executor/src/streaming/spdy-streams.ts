@@ -2,8 +2,8 @@
 // stream per stdio channel plus `error` and `resize`, named by the
 // `streamtype` header; port forwarding opens a `data` and an `error` stream
 // per connection, paired by `requestid`.
-import type { Channels, Outcome, TerminalSize } from './channels.js';
-import { encodeOutcome, parseResizes } from './channels.js';
+import type { Channels, Outcome } from './channels.js';
+import { encodeOutcome, ResizeFeed } from './channels.js';
 import { dialPod, type PodConnection } from './portforward.js';
 import type { SpdySession, SpdyStream } from './spdy.js';
 
@@ -46,16 +46,15 @@ export function remoteCommandChannels(session: SpdySession, protocol: string, wa
 }
 
 function channelsOf(session: SpdySession, streams: Map<string, SpdyStream>, jsonStatus: boolean, gone: AbortSignal): Channels {
-  const resizeListeners: ((s: TerminalSize) => void)[] = [];
+  const resizes = new ResizeFeed();
   const resize = streams.get('resize');
-  let pending = '';
-  resize?.on('data', (d: Buffer) => (pending = parseResizes(pending + d.toString(), (s) => resizeListeners.forEach((fn) => fn(s)))));
+  resize?.on('data', (d: Buffer) => resizes.push(d));
   const stdin = streams.get('stdin');
   return {
     stdin,
     stdout: streams.get('stdout'),
     stderr: streams.get('stderr'),
-    onResize: (fn) => void resizeListeners.push(fn),
+    onResize: (fn) => resizes.on(fn),
     gone,
     finish(outcome: Outcome) {
       const error = streams.get('error')!;

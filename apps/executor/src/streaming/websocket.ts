@@ -6,8 +6,8 @@
 // port number (2 bytes, little endian).
 import { Readable, Writable } from 'node:stream';
 import type { WebSocket } from 'ws';
-import type { Channels, Outcome, TerminalSize } from './channels.js';
-import { encodeOutcome, parseResizes } from './channels.js';
+import type { Channels, Outcome } from './channels.js';
+import { encodeOutcome, ResizeFeed } from './channels.js';
 import { dialPod, type PodConnection } from './portforward.js';
 import type { StdioWanted } from './spdy-streams.js';
 
@@ -30,15 +30,14 @@ export function wsRemoteCommandChannels(ws: WebSocket, wanted: StdioWanted): Cha
   let finished = false;
   ws.once('close', () => finished || gone.abort());
   const stdin = wanted.stdin ? new Readable({ read: () => ws.resume() }) : undefined;
-  const resizeListeners: ((s: TerminalSize) => void)[] = [];
-  let pendingResize = '';
+  const resizes = new ResizeFeed();
   ws.on('message', (data: Buffer, isBinary: boolean) => {
     if (!isBinary || data.length === 0) return;
     const payload = data.subarray(1);
     if (data[0] === 0 && stdin && !stdin.readableEnded) {
       if (!stdin.push(payload)) ws.pause();
     } else if (data[0] === 4 && wanted.tty) {
-      pendingResize = parseResizes(pendingResize + payload.toString(), (s) => resizeListeners.forEach((fn) => fn(s)));
+      resizes.push(payload);
     } else if (data[0] === closeSignal && payload[0] === 0 && ws.protocol === 'v5.channel.k8s.io') {
       stdin?.push(null);
     }
@@ -48,7 +47,7 @@ export function wsRemoteCommandChannels(ws: WebSocket, wanted: StdioWanted): Cha
     stdin,
     stdout: wanted.stdout ? channelWriter(ws, 1) : undefined,
     stderr: wanted.stderr && !wanted.tty ? channelWriter(ws, 2) : undefined,
-    onResize: (fn) => void resizeListeners.push(fn),
+    onResize: (fn) => resizes.on(fn),
     gone: gone.signal,
     finish(outcome: Outcome) {
       finished = true;
