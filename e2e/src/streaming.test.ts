@@ -3,10 +3,11 @@
 // kubectl, through a stand-in API server that proxies to the URL as the
 // kubelet does), against real containers.
 import { strict as assert } from 'node:assert';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
-import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { join, resolve } from 'node:path';
 import { PassThrough, Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -18,6 +19,7 @@ import { criV1 } from '@berth/proto';
 import { busyboxRootfs, startRegistry, startStack, type RegistryHandle, type StackHandle } from '@berth/testing';
 
 const execFileAsync = promisify(execFile);
+const berthctl = join(resolve(import.meta.dirname, '../..'), 'apps/berthctl/dist/main.js');
 let stack: StackHandle;
 let registry: RegistryHandle;
 let imageName: string;
@@ -247,3 +249,36 @@ describe('streaming over WebSocket', () => {
     await waitFor('sleep 300 to be gone', async () => ((await podProcesses()).some((p) => /sleep 300/.test(p)) ? undefined : true));
   });
 });
+
+describe('berthctl', () => {
+  test('exec prints the output and exits with the command’s code; port-forward serves a local port', async () => {
+    const r = await execFileAsync(process.execPath, [berthctl, '-r', stack.socket, 'exec', ids.ticker, 'sh', '-c', 'echo via berthctl; exit 4']).then(
+      () => assert.fail('exit code 4 expected'),
+      (e: { code: number; stdout: string }) => e,
+    );
+    assert.equal(r.code, 4);
+    assert.equal(r.stdout, 'via berthctl\n');
+
+    const forward = spawn(process.execPath, [berthctl, '-r', stack.socket, 'port-forward', podId, ':8080'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      const line = await new Promise<string>((resolve) => createInterface({ input: forward.stdout }).once('line', resolve));
+      const local = /Forwarding from 127\.0\.0\.1:(\d+) -> 8080/.exec(line)?.[1];
+      assert.ok(local, line);
+      for (let i = 0; i < 2; i++) {
+        const body = await new Promise<string>((resolve, reject) => {
+          request(`http://127.0.0.1:${local}/`, (res) => {
+            let text = '';
+            res.on('data', (d: Buffer) => (text += d.toString()));
+            res.on('end', () => resolve(text));
+          })
+            .on('error', reject)
+            .end();
+        });
+        assert.equal(body, 'hello from the pod\n');
+      }
+    } finally {
+      forward.kill('SIGINT');
+    }
+  });
+});
+
