@@ -16,7 +16,8 @@ import { imageSpec, portForwardConnection, streamExec } from '@berth/client';
 import { isCategory } from '@berth/errors';
 import { buildImage, pushImage } from '@berth/oci';
 import { criV1 } from '@berth/proto';
-import { busyboxRootfs, startRegistry, startStack, type RegistryHandle, type StackHandle } from '@berth/testing';
+import { busyboxRootfs, startFakeApiServer, startRegistry, startStack, type FakeApiServerHandle, type RegistryHandle, type StackHandle } from '@berth/testing';
+import pty from 'node-pty';
 
 const execFileAsync = promisify(execFile);
 const berthctl = join(resolve(import.meta.dirname, '../..'), 'apps/berthctl/dist/main.js');
@@ -247,6 +248,86 @@ describe('streaming over WebSocket', () => {
     const took = (Date.now() - started) / 1000;
     assert.ok(took >= idleTimeoutSeconds - 0.5 && took < idleTimeoutSeconds + 5, `closed after ${took} s`);
     await waitFor('sleep 300 to be gone', async () => ((await podProcesses()).some((p) => /sleep 300/.test(p)) ? undefined : true));
+  });
+});
+
+describe('streaming over SPDY, with kubectl through an API server that proxies as the kubelet does', () => {
+  let api: FakeApiServerHandle;
+  before(async () => {
+    api = await startFakeApiServer(stack.cri);
+    api.addPod({ name: 'stream', podSandboxId: podId, containers: [{ name: 'ticker', id: ids.ticker }, { name: 'cat', id: ids.cat, stdin: true }, { name: 'web', id: ids.web }] });
+  });
+  after(() => api?.stop());
+
+  test('kubectl exec: stdout, stderr and the exit code', async () => {
+    const ok = await api.kubectl(['exec', 'stream', '-c', 'ticker', '--', 'sh', '-c', 'echo hello; echo oops >&2']);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.equal(ok.stdout, 'hello\n');
+    assert.equal(ok.stderr, 'oops\n');
+    const three = await api.kubectl(['exec', 'stream', '-c', 'ticker', '--', 'sh', '-c', 'exit 3']);
+    assert.equal(three.code, 3, three.stderr);
+    assert.deepEqual(api.upgrades.at(-1)?.headers.upgrade, 'SPDY/3.1');
+  });
+
+  test('kubectl exec -i: stdin to cat, ended by the end of kubectl’s input', async () => {
+    const r = await api.kubectl(['exec', '-i', 'stream', '-c', 'ticker', '--', 'cat'], { input: 'piped through SPDY\n' });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, 'piped through SPDY\n');
+  });
+
+  test('kubectl exec -it on a terminal: the size follows the terminal’s, resize included', async () => {
+    const term = pty.spawn(api.kubectlCommand([])[0]!, [...api.kubectlCommand([]).slice(1), 'exec', '-it', 'stream', '-c', 'ticker', '--', 'sh', '-c', 'stty size; read line; stty size; exit 5'], { cols: 100, rows: 30 });
+    let out = '';
+    term.onData((d) => (out += d));
+    const exited = new Promise<number>((resolve) => term.onExit((e) => resolve(e.exitCode)));
+    await waitFor('the first size', () => (out.includes('30 100') ? true : undefined)).catch((e: Error) => {
+      throw new Error(`${e.message}: ${JSON.stringify(out)}`);
+    });
+    term.resize(132, 43);
+    await sleep(300);
+    term.write('\r');
+    assert.equal(await exited, 5, out);
+    assert.match(out, /43 132/);
+  });
+
+  test('kubectl attach sees the running container’s output', async () => {
+    const child = api.spawnKubectl(['attach', 'stream', '-c', 'ticker']);
+    let out = '';
+    child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+    await waitFor('two ticks', () => (/tick \d+\n[\s\S]*tick \d+\n/.test(out) ? true : undefined));
+    child.kill('SIGKILL');
+  });
+
+  test('kubectl port-forward reaches the pod’s HTTP server', async () => {
+    const child = api.spawnKubectl(['port-forward', 'stream', ':8080']);
+    const line = await new Promise<string>((resolve) => createInterface({ input: child.stdout! }).on('line', (l) => /Forwarding from 127/.test(l) && resolve(l)));
+    const local = /127\.0\.0\.1:(\d+) -> 8080/.exec(line)?.[1];
+    assert.ok(local, line);
+    for (let i = 0; i < 2; i++) {
+      const body = await new Promise<string>((resolve, reject) => {
+        request(`http://127.0.0.1:${local}/`, (res) => {
+          let text = '';
+          res.on('data', (d: Buffer) => (text += d.toString()));
+          res.on('end', () => resolve(text));
+        })
+          .on('error', reject)
+          .end();
+      });
+      assert.equal(body, 'hello from the pod\n');
+    }
+    child.kill('SIGKILL');
+  });
+
+  test('kubectl killed with SIGKILL mid-stream leaves no process behind', async () => {
+    const baseline = await podProcesses();
+    const child = api.spawnKubectl(['exec', 'stream', '-c', 'ticker', '--', 'sh', '-c', 'sleep 1000 & while :; do echo y; sleep 0.05; done']);
+    let out = '';
+    child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+    await waitFor('output', () => (out.length > 4 ? true : undefined));
+    assert.ok((await podProcesses()).some((p) => /sleep 1000/.test(p)));
+    child.kill('SIGKILL');
+    await waitFor('the exec and its child to be gone', async () => ((await podProcesses()).length === baseline.length ? true : undefined));
+    await waitFor('no helper process left in the executor', async () => ((await executorChildren()).length === 0 ? true : undefined));
   });
 });
 

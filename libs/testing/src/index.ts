@@ -12,3 +12,7 @@ export type { NatsServerHandle } from '@berth/bus';
 export { freshPostgresDatabase, postgresTestUrl } from './postgres.js';
 export { makeTestPki } from './tls.js';
 export type { TestPki } from './tls.js';
+export { kubectlBinary, kubectlResult, runKubectl, spawnKubectl } from './kubectl.js';
+export type { KubectlOptions, KubectlResult } from './kubectl.js';
+export { startFakeApiServer } from './fake-apiserver.js';
+export type { FakeApiServerHandle, FakePod, FakePodContainer, StreamCall } from './fake-apiserver.js';

@@ -106,8 +106,9 @@ function execWithPipes(binary: string, args: string[], channels: Channels): Prom
     child.stdin.on('error', () => undefined);
   }
   const outputs: Promise<void>[] = [];
-  if (channels.stdout && child.stdout) outputs.push(finished(child.stdout.pipe(channels.stdout)).catch(() => undefined));
-  if (channels.stderr && child.stderr) outputs.push(finished(child.stderr.pipe(channels.stderr)).catch(() => undefined));
+  // Only the sending side counts: a client's stdout stream is never written by the client, so never ends.
+  if (channels.stdout && child.stdout) outputs.push(finished(child.stdout.pipe(channels.stdout), { readable: false }).catch(() => undefined));
+  if (channels.stderr && child.stderr) outputs.push(finished(child.stderr.pipe(channels.stderr), { readable: false }).catch(() => undefined));
   return new Promise((resolve, reject) => {
     child.on('error', reject);
     child.on('close', (code, signal) => {

@@ -104,9 +104,11 @@ function u32(n: number): Buffer {
 
 /**
  * The sending half of SPDY header compression. Each header block is written
- * as a stored (uncompressed) deflate block of one zlib stream that names the
- * SPDY dictionary, which every inflater accepts; the few bytes a server sends
- * are not worth compressing.
+ * as stored (uncompressed) deflate blocks of one zlib stream that names the
+ * SPDY dictionary, ended by an empty stored block — the sync-flush marker,
+ * which tells the peer's inflater that the block is complete (Go's stops
+ * there instead of reading on into the next frame). The few bytes a server
+ * sends are not worth compressing.
  */
 class HeaderEncoder {
   private started = false;
@@ -120,14 +122,15 @@ class HeaderEncoder {
       const flg = 0x20 | (31 - ((0x78 * 256 + 0x20) % 31));
       parts.push(Buffer.from([0x78, flg]), u32(adler32(spdyDictionary)));
     }
-    for (let at = 0; at < block.length; at += 0xffff) {
-      const piece = block.subarray(at, at + 0xffff);
+    const stored = (piece: Buffer) => {
       const head = Buffer.alloc(5);
-      head[0] = 0; // not final, stored
+      head[0] = 0; // BFINAL 0, BTYPE 00 (stored), padding to the byte
       head.writeUInt16LE(piece.length, 1);
       head.writeUInt16LE(~piece.length & 0xffff, 3);
       parts.push(head, piece);
-    }
+    };
+    for (let at = 0; at < block.length; at += 0xffff) stored(block.subarray(at, at + 0xffff));
+    stored(Buffer.alloc(0));
     return Buffer.concat(parts);
   }
 }
