@@ -168,6 +168,37 @@ describe('SPDY/3.1 session', () => {
     assert.equal(goAway.payload.readUInt32BE(0), 3, 'GOAWAY names the last stream opened');
   });
 
+  test('reads what kubectl 1.20 sends for `exec -i … cat` (recorded frames: four SYN_STREAMs, stdin data, FIN)', async () => {
+    // Recorded after the upgrade, from kubectl (client-go over spdystream, Go's zlib with the SPDY dictionary).
+    const recorded = [
+      '80030001000000290000000100000000000078f9e3c6a7c26260606004a7b392a2d4c45c6851c29a0a0a6800000000ffff',
+      '800300010000001700000003000000000000c22e555c92929907000000ffff',
+      '800300010000001900000005000000000000c22ac5565c92925f5a02000000ffff',
+      '800300010000001500000007000000000000c229975a5404000000ffff',
+      '000000030000000368690a',
+      '0000000301000000',
+    ];
+    const { client, session } = await pair();
+    const streams: SpdyStream[] = [];
+    session.on('stream', (st: SpdyStream) => streams.push(st));
+    client.socket.write(Buffer.from(recorded.join(''), 'hex'));
+    await client.waitFor((f) => f.control && f.type === 2 && f.id === 7);
+    assert.deepEqual(
+      streams.map((st) => [st.id, st.headers['streamtype']]),
+      [
+        [1, 'error'],
+        [3, 'stdin'],
+        [5, 'stdout'],
+        [7, 'stderr'],
+      ],
+    );
+    const stdin: Buffer[] = [];
+    streams[1]!.on('data', (d: Buffer) => stdin.push(d));
+    await once(streams[1]!, 'end');
+    assert.equal(Buffer.concat(stdin).toString(), 'hi\n');
+    session.close();
+  });
+
   test('answers client pings and refuses data for unknown streams', async () => {
     const { client, session } = await pair();
     client.socket.write(control(6, 0, u32(7)));
