@@ -4,7 +4,7 @@
 // kubelet does), against real containers.
 import { strict as assert } from 'node:assert';
 import { execFile, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
 import { createInterface } from 'node:readline';
 import { join, resolve } from 'node:path';
@@ -108,6 +108,11 @@ async function executorChildren(): Promise<string[]> {
   return r.stdout.trim() === '' ? [] : r.stdout.trim().split('\n');
 }
 
+/** Open file descriptors of the executor (sockets, pipes, ptys included). */
+function executorDescriptors(): number {
+  return readdirSync(`/proc/${stack.pid('executor')}/fd`).length;
+}
+
 function httpStatus(url: string): Promise<number> {
   return new Promise((resolve, reject) => {
     const req = request(url, { method: 'GET' }, (res) => {
@@ -184,6 +189,24 @@ describe('streaming over WebSocket', () => {
     await assert.rejects(stack.cri.runtime.attach({ containerId: ids.ticker, stdin: true, tty: false, stdout: true, stderr: false }), (e: Error) => isCategory(e, 'invalid-argument'));
   });
 
+  test('stdin_once: the container’s stdin closes with the attached client’s, and cat exits', async () => {
+    const config = criV1.ContainerConfig.fromPartial({ metadata: { name: 'once', attempt: 0 }, image: { image: imageName }, command: ['cat'], logPath: 'once.log', stdin: true, stdinOnce: true });
+    const id = (await stack.cri.runtime.createContainer({ podSandboxId: podId, config, sandboxConfig: podConfig })).containerId;
+    await stack.cri.runtime.startContainer({ containerId: id });
+    const out = collector();
+    const session = streamExec((await stack.cri.runtime.attach({ containerId: id, stdin: true, tty: false, stdout: true, stderr: false })).url, { stdout: out.stream });
+    await session.write('only once\n');
+    await waitFor('the echo', () => (out.text() === 'only once\n' ? true : undefined));
+    session.closeStdin();
+    const status = await waitFor('cat to exit', async () => {
+      const st = (await stack.cri.runtime.containerStatus({ containerId: id, verbose: false })).status;
+      return st?.state === criV1.ContainerState.CONTAINER_EXITED ? st : undefined;
+    });
+    assert.equal(status.exitCode, 0);
+    await session.done.catch(() => undefined);
+    await stack.cri.runtime.removeContainer({ containerId: id });
+  });
+
   test('port-forward reaches an HTTP server listening only inside the pod', async () => {
     const { url } = await stack.cri.runtime.portForward({ podSandboxId: podId, port: [8080] });
     const conn = portForwardConnection(url, 8080);
@@ -220,8 +243,9 @@ describe('streaming over WebSocket', () => {
     await assert.rejects(stack.cri.runtime.portForward({ podSandboxId: podId, port: [70000] }), code('invalid-argument'));
   });
 
-  test('a client that vanishes mid-stream leaves no process behind; sessions per container are capped', async () => {
+  test('a client that vanishes mid-stream leaves no process or descriptor behind; sessions per container are capped', async () => {
     const baseline = await podProcesses();
+    const fds = executorDescriptors();
     const out = collector();
     const session = streamExec((await stack.cri.runtime.exec(execRequest(['sh', '-c', 'sleep 1000 & while :; do echo x; sleep 0.05; done']))).url, { stdout: out.stream });
     await waitFor('output', () => (out.text().length > 4 ? true : undefined));
@@ -239,6 +263,7 @@ describe('streaming over WebSocket', () => {
     await Promise.allSettled(held.map((s) => s.done));
     await waitFor('the sessions to end', async () => ((await podProcesses()).length === baseline.length ? true : undefined));
     await stack.cri.runtime.exec(execRequest(['true']));
+    await waitFor(`the executor's descriptors back at ${fds}`, () => (executorDescriptors() <= fds ? true : undefined));
   });
 
   test('an idle stream is closed after the idle timeout, and its process with it', async () => {
@@ -332,6 +357,17 @@ describe('streaming over SPDY, with kubectl through an API server that proxies a
 });
 
 describe('berthctl', () => {
+  test('exec -it runs on a terminal at the terminal’s size', async () => {
+    const term = pty.spawn(process.execPath, [berthctl, '-r', stack.socket, 'exec', '-it', ids.ticker, 'sh', '-c', 'stty size; read line; echo got $line; exit 6'], { cols: 90, rows: 20 });
+    let out = '';
+    term.onData((d) => (out += d));
+    const exited = new Promise<number>((resolve) => term.onExit((e) => resolve(e.exitCode)));
+    await waitFor('the size', () => (out.includes('20 90') ? true : undefined));
+    term.write('typed\r');
+    assert.equal(await exited, 6, out);
+    assert.match(out, /got typed/);
+  });
+
   test('exec prints the output and exits with the command’s code; port-forward serves a local port', async () => {
     const r = await execFileAsync(process.execPath, [berthctl, '-r', stack.socket, 'exec', ids.ticker, 'sh', '-c', 'echo via berthctl; exit 4']).then(
       () => assert.fail('exit code 4 expected'),
