@@ -370,6 +370,42 @@ describe('networking, limits and confinement', () => {
   });
 });
 
+describe('what the kubelet polls', () => {
+  test('an exit, and a pod whose pause died, show in List and Status soon after, however often they are asked', async () => {
+    const config = podConfig('poll');
+    const podId = (await stack.cri.runtime.runPodSandbox({ config, runtimeHandler: '' })).podSandboxId;
+    try {
+      const id = (await stack.cri.runtime.createContainer({ podSandboxId: podId, config: containerConfig('brief', ['sh', '-c', 'sleep 1; exit 7']), sandboxConfig: config })).containerId;
+      await stack.cri.runtime.startContainer({ containerId: id });
+      // Asked ten times a second, as a busy kubelet might: answers kept in memory must not hide the exit.
+      const seen = await waitFor('the exit in ContainerStatus and ListContainers', async () => {
+        const [status, list] = await Promise.all([stack.cri.runtime.containerStatus({ containerId: id, verbose: false }), stack.cri.runtime.listContainers({ filter: { id, podSandboxId: '', state: undefined, labelSelector: {} } })]);
+        await sleep(100);
+        return status.status?.state === criV1.ContainerState.CONTAINER_EXITED && list.containers[0]?.state === criV1.ContainerState.CONTAINER_EXITED ? { at: Date.now(), status: status.status } : undefined;
+      });
+      assert.equal(seen.status.exitCode, 7);
+      const lag = seen.at - Number(seen.status.finishedAt / 1_000_000n);
+      assert.ok(lag < 1500, `the exit showed ${lag} ms after it happened`);
+
+      const pause = Number(JSON.parse((await stack.cri.runtime.podSandboxStatus({ podSandboxId: podId, verbose: true })).info['info'] ?? '{}').pid);
+      assert.ok(pause > 0);
+      await stack.cri.runtime.podSandboxStatus({ podSandboxId: podId, verbose: false });
+      process.kill(pause, 'SIGKILL');
+      await waitFor(
+        'the pod to show not ready',
+        async () => {
+          const [status, list] = await Promise.all([stack.cri.runtime.podSandboxStatus({ podSandboxId: podId, verbose: false }), stack.cri.runtime.listPodSandbox({ filter: { id: podId, state: undefined, labelSelector: {} } })]);
+          await sleep(100);
+          return status.status?.state === criV1.PodSandboxState.SANDBOX_NOTREADY && list.items[0]?.state === criV1.PodSandboxState.SANDBOX_NOTREADY ? true : undefined;
+        },
+        8000,
+      );
+    } finally {
+      await stack.cri.runtime.removePodSandbox({ podSandboxId: podId });
+    }
+  });
+});
+
 describe('namespaces and volumes', () => {
   test('PID namespace per container, node or target; host network; an image volume', async () => {
     const config = podConfig('ns');

@@ -3,6 +3,7 @@ import { criV1 } from '@berth/proto';
 import { buildService, type Handlers } from '@berth/rpc';
 import type { Logger } from '@berth/observability';
 import type { Backends } from './backends.js';
+import type { RuntimeView } from './runtime-view.js';
 import { createGetContainerEventsHandler } from './handlers/events.js';
 import { createImageFsInfoHandler, createImageStatusHandler, createListImagesHandler, createPullImageHandler, createRemoveImageHandler } from './handlers/images.js';
 import { createRuntimeConfigHandler } from './handlers/runtime-config.js';
@@ -11,6 +12,7 @@ import { createVersionHandler } from './handlers/version.js';
 
 export interface CriServiceDeps {
   backends: Backends;
+  view: RuntimeView;
   config: BerthConfig;
   logger: Logger;
   version: string;
@@ -18,25 +20,37 @@ export interface CriServiceDeps {
 
 /**
  * Pods and containers are the executor's: these RPCs go to it as they are
- * (its internal API takes the CRI's messages). The executor client allows
- * an hour per call; the kubelet's deadline is the one that matters.
+ * (its internal API takes the CRI's messages), but for the lists and
+ * statuses the kubelet polls, which the view answers from memory. The
+ * executor client allows an hour per call; the kubelet's deadline is the one
+ * that matters.
  */
-function forwardToExecutor(backends: Backends) {
+function forwardToExecutor(backends: Backends, view: RuntimeView) {
   const e = backends.executor;
+  /** A call that may change pods or containers: what the view keeps is dropped once it is done (or failed halfway). */
+  const changing =
+    <Req, Res>(call: (r: Req) => Promise<Res>) =>
+    async (r: Req): Promise<Res> => {
+      try {
+        return await call(r);
+      } finally {
+        view.changed();
+      }
+    };
   return {
-    runPodSandbox: (r: criV1.RunPodSandboxRequest) => e.runPodSandbox(r),
-    stopPodSandbox: (r: criV1.StopPodSandboxRequest) => e.stopPodSandbox(r),
-    removePodSandbox: (r: criV1.RemovePodSandboxRequest) => e.removePodSandbox(r),
-    podSandboxStatus: (r: criV1.PodSandboxStatusRequest) => e.podSandboxStatus(r),
-    listPodSandbox: (r: criV1.ListPodSandboxRequest) => e.listPodSandbox(r),
-    createContainer: (r: criV1.CreateContainerRequest) => e.createContainer(r),
-    startContainer: (r: criV1.StartContainerRequest) => e.startContainer(r),
-    stopContainer: (r: criV1.StopContainerRequest) => e.stopContainer(r),
-    removeContainer: (r: criV1.RemoveContainerRequest) => e.removeContainer(r),
-    containerStatus: (r: criV1.ContainerStatusRequest) => e.containerStatus(r),
-    listContainers: (r: criV1.ListContainersRequest) => e.listContainers(r),
+    runPodSandbox: changing((r: criV1.RunPodSandboxRequest) => e.runPodSandbox(r)),
+    stopPodSandbox: changing((r: criV1.StopPodSandboxRequest) => e.stopPodSandbox(r)),
+    removePodSandbox: changing((r: criV1.RemovePodSandboxRequest) => e.removePodSandbox(r)),
+    podSandboxStatus: (r: criV1.PodSandboxStatusRequest) => view.podSandboxStatus(r),
+    listPodSandbox: (r: criV1.ListPodSandboxRequest) => view.listPodSandbox(r),
+    createContainer: changing((r: criV1.CreateContainerRequest) => e.createContainer(r)),
+    startContainer: changing((r: criV1.StartContainerRequest) => e.startContainer(r)),
+    stopContainer: changing((r: criV1.StopContainerRequest) => e.stopContainer(r)),
+    removeContainer: changing((r: criV1.RemoveContainerRequest) => e.removeContainer(r)),
+    containerStatus: (r: criV1.ContainerStatusRequest) => view.containerStatus(r),
+    listContainers: (r: criV1.ListContainersRequest) => view.listContainers(r),
     execSync: (r: criV1.ExecSyncRequest) => e.execSync(r),
-    updateContainerResources: (r: criV1.UpdateContainerResourcesRequest) => e.updateContainerResources(r),
+    updateContainerResources: changing((r: criV1.UpdateContainerResourcesRequest) => e.updateContainerResources(r)),
     reopenContainerLog: (r: criV1.ReopenContainerLogRequest) => e.reopenContainerLog(r),
     containerStats: (r: criV1.ContainerStatsRequest) => e.containerStats(r),
     listContainerStats: (r: criV1.ListContainerStatsRequest) => e.listContainerStats(r),
@@ -62,7 +76,7 @@ export function createCriServices(deps: CriServiceDeps) {
     version: createVersionHandler(deps.version),
     status: createStatusHandler(deps.backends, deps.config),
     runtimeConfig: createRuntimeConfigHandler(deps.backends),
-    ...forwardToExecutor(deps.backends),
+    ...forwardToExecutor(deps.backends, deps.view),
     getContainerEvents: createGetContainerEventsHandler(deps.backends),
   };
   const image: Handlers<typeof criV1.ImageServiceService> = {

@@ -3,13 +3,16 @@
 import { runDaemon, serveGrpc } from '@berth/daemon';
 import { connectBackends } from './backends.js';
 import { createCriServices } from './cri-service.js';
+import { RuntimeView } from './runtime-view.js';
 
 await runDaemon({
   service: 'cri',
   async start(ctx) {
     const backends = connectBackends(ctx.config, ctx.bus);
     ctx.onShutdown(() => backends.close());
-    const services = createCriServices({ backends, config: ctx.config, logger: ctx.logger, version: ctx.version });
+    const view = new RuntimeView(backends);
+    ctx.onShutdown(() => view.close());
+    const services = createCriServices({ backends, view, config: ctx.config, logger: ctx.logger, version: ctx.version });
     await serveGrpc(ctx, ctx.config.socket, services, { mode: 0o660, gid: ctx.config.socketGid });
     return async () => ({});
   },

@@ -5,7 +5,7 @@ import { watch } from 'node:fs';
 import { lstat, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, normalize } from 'node:path';
 import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from '@berth/errors';
-import type { criV1 } from '@berth/proto';
+import { filterContainers, type criV1 } from '@berth/proto';
 import type { ExecutorContext } from './context.js';
 import { apparmorProfile, buildSpec, capabilities, localhostRef, resourcesSpec, type LinuxSpec, type MountSpec } from './oci-spec.js';
 import { cgroupsPath, newId, nowNanos, podNamespaces, type Pods } from './pods.js';
@@ -375,9 +375,20 @@ export class Containers {
       const c = name === null ? undefined : this.ctx.containerRecords.get(name);
       if (c !== undefined && c.state !== 'exited') void this.refresh(c).catch((err: unknown) => this.ctx.logger.warn({ err, container: c.id }, 'reading an exit'));
     });
-    // A sweep catches what leaves no exit file (conmon killed, a missed notification).
+    // A sweep catches what leaves no exit file (conmon killed, a missed notification),
+    // and a pod whose pause process died: its sandbox is no longer ready, which is news.
+    const deadPods = new Set<string>();
     const sweep = setInterval(() => {
       for (const c of this.ctx.containerRecords.all()) if (c.state !== 'exited') void this.refresh(c).catch(() => undefined);
+      for (const id of deadPods) if (!this.ctx.pods.items.has(id)) deadPods.delete(id);
+      for (const pod of this.ctx.pods.all()) {
+        if (pod.state !== 'ready' || deadPods.has(pod.id)) continue;
+        void this.pods.ready(pod).then((ready) => {
+          if (ready || deadPods.has(pod.id)) return;
+          deadPods.add(pod.id);
+          this.ctx.emit(pod.id, pod.id, 'stopped');
+        });
+      }
     }, 5000);
     sweep.unref();
     return () => {
@@ -432,29 +443,20 @@ export class Containers {
   }
 
   async list(filter: criV1.ContainerFilter | undefined): Promise<criV1.Container[]> {
-    const out: criV1.Container[] = [];
-    for (const record of this.ctx.containerRecords.all()) {
-      if (filter?.id && !record.id.startsWith(filter.id)) continue;
-      if (filter?.podSandboxId && !record.podId.startsWith(filter.podSandboxId)) continue;
-      if (filter?.labelSelector && Object.entries(filter.labelSelector).some(([k, v]) => record.labels[k] !== v)) continue;
-      // The records are kept current by the exit watcher and the sweep: listing reads no files.
-      const c = record;
-      const state = this.criState(c);
-      if (filter?.state !== undefined && filter.state.state !== state) continue;
-      out.push({
-        id: c.id,
-        podSandboxId: c.podId,
-        metadata: { name: c.name, attempt: c.attempt },
-        image: { image: c.imageName, annotations: {}, userSpecifiedImage: c.image, runtimeHandler: '', imageRef: c.imageId },
-        imageRef: c.imageId,
-        state,
-        createdAt: BigInt(c.createdAt),
-        labels: c.labels,
-        annotations: c.annotations,
-        imageId: c.imageId,
-      });
-    }
-    return out;
+    // The records are kept current by the exit watcher and the sweep: listing reads no files.
+    const all = [...this.ctx.containerRecords.all()].map((c) => ({
+      id: c.id,
+      podSandboxId: c.podId,
+      metadata: { name: c.name, attempt: c.attempt },
+      image: { image: c.imageName, annotations: {}, userSpecifiedImage: c.image, runtimeHandler: '', imageRef: c.imageId },
+      imageRef: c.imageId,
+      state: this.criState(c),
+      createdAt: BigInt(c.createdAt),
+      labels: c.labels,
+      annotations: c.annotations,
+      imageId: c.imageId,
+    }));
+    return filterContainers(all, filter);
   }
 
   async updateResources(request: criV1.UpdateContainerResourcesRequest): Promise<void> {

@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AlreadyExistsError, InvalidArgumentError, NotFoundError } from '@berth/errors';
-import type { criV1 } from '@berth/proto';
+import { criV1, filterPods } from '@berth/proto';
 import type { ExecutorContext } from './context.js';
 import { cniAdd, cniDel, type CniPodArgs } from './cni.js';
 import { loadCniConfig } from './cni-config.js';
@@ -282,22 +282,17 @@ export class Pods {
   }
 
   async list(filter: criV1.PodSandboxFilter | undefined): Promise<criV1.PodSandbox[]> {
-    const out: criV1.PodSandbox[] = [];
-    for (const pod of this.ctx.pods.all()) {
-      if (filter?.id && !pod.id.startsWith(filter.id)) continue;
-      const state = (await this.ready(pod)) ? 0 : 1;
-      if (filter?.state !== undefined && filter.state.state !== state) continue;
-      if (filter?.labelSelector && Object.entries(filter.labelSelector).some(([k, v]) => pod.labels[k] !== v)) continue;
-      out.push({
+    const all = await Promise.all(
+      [...this.ctx.pods.all()].map(async (pod) => ({
         id: pod.id,
         metadata: { name: pod.name, uid: pod.uid, namespace: pod.namespace, attempt: pod.attempt },
-        state,
+        state: (await this.ready(pod)) ? criV1.PodSandboxState.SANDBOX_READY : criV1.PodSandboxState.SANDBOX_NOTREADY,
         createdAt: BigInt(pod.createdAt),
         labels: pod.labels,
         annotations: pod.annotations,
         runtimeHandler: pod.runtimeHandler,
-      });
-    }
-    return out;
+      })),
+    );
+    return filterPods(all, filter);
   }
 }

@@ -4,3 +4,4 @@ export * as storeV1 from './gen/berth/store/v1/store.js';
 export * as executorV1 from './gen/berth/executor/v1/executor.js';
 export * as criV1 from './gen/runtime/v1/api.js';
 export { toJson } from './json.js';
+export { filterContainers, filterPods } from './cri-filters.js';
