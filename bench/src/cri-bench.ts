@@ -20,8 +20,8 @@ import { summarize } from './stats.js';
 const repoRoot = resolve(import.meta.dirname, '../..');
 
 export interface Compared {
-  berth: { median: number; p90: number; n: number };
-  containerd: { median: number; p90: number; n: number };
+  berth: { median: number; p90: number; n: number; samples: number[] };
+  containerd: { median: number; p90: number; n: number; samples: number[] };
   /** berth median / containerd median: below 1 is Berth faster. */
   ratio: number;
 }
@@ -296,8 +296,8 @@ export async function benchCri(options: { quick: boolean }): Promise<{ results: 
 
   const results: Record<string, Compared> = {};
   for (const [name, s] of Object.entries(samples)) {
-    const b = summarize(s.berth);
-    const c = summarize(s.containerd);
+    const b = { ...summarize(s.berth), samples: s.berth };
+    const c = { ...summarize(s.containerd), samples: s.containerd };
     results[name] = { berth: b, containerd: c, ratio: b.median / c.median };
   }
   const f = summarize(floor);

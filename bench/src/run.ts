@@ -8,6 +8,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { arch, cpus, release, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { benchCri } from './cri-bench.js';
+import { latencyPlot } from './plot.js';
 import { benchStoreIngest, type IngestResult } from './store-ingest.js';
 
 const quick = process.argv.includes('--quick');
@@ -41,6 +42,8 @@ const cri = only === undefined || only === 'cri' ? await benchCri({ quick }) : u
 const report = { date: new Date().toISOString(), machine, quick, seconds: Math.round((Date.now() - started) / 1000), storeIngest, cri };
 mkdirSync(out, { recursive: true });
 writeFileSync(join(out, 'latest.json'), `${JSON.stringify(report, null, 2)}\n`);
+// The plot sits beside its report: docs/ after a full run, bench/results/ otherwise.
+if (cri !== undefined) writeFileSync(quick || only !== undefined ? join(out, 'latency.svg') : join(root, 'docs/benchmarks-latency.svg'), latencyPlot(cri.results));
 
 const ms = (v: number): string => (v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2));
 const lines: string[] = [
@@ -94,6 +97,8 @@ if (cri !== undefined) {
     '| call | Berth median | Berth p90 | containerd median | containerd p90 | ratio |',
     '| --- | --- | --- | --- | --- | --- |',
     ...Object.entries(cri.results).map(([name, r]) => `| ${name} | ${ms(r.berth.median)} | ${ms(r.berth.p90)} | ${ms(r.containerd.median)} | ${ms(r.containerd.p90)} | ${r.ratio.toFixed(2)} |`),
+    '',
+    `![Latency distributions per call](${quick || only !== undefined ? 'latency.svg' : 'benchmarks-latency.svg'})`,
     '',
     `Bare \`runc create\` + \`runc start\` of the same rootfs (the floor): median ${ms(cri.floor.createStartMs.median)} ms, p90 ${ms(cri.floor.createStartMs.p90)} ms; Berth's CreateContainer+StartContainer is ${(
       (cri.results['CreateContainer+StartContainer']?.berth.median ?? NaN) / cri.floor.createStartMs.median
