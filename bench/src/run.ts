@@ -49,8 +49,9 @@ const ms = (v: number): string => (v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed
 const lines: string[] = [
   '# Benchmarks',
   '',
-  '`nx run bench:run` (about 10 minutes; `-- --quick` for a short run, `-- --only store|cri` for one part) runs',
-  "Berth's benchmarks and writes `bench/results/latest.json`; a full run rewrites this file. Absolute times on",
+  '`nx run bench:run` (about 10 minutes; `-- --quick` for a short run, `-- --only store|cri` for one part; Debian\'s',
+  "containerd is installed first by `scripts/setup --bench`) runs Berth's benchmarks and writes",
+  '`bench/results/latest.json`; a full run rewrites this file and its plot. Absolute times on',
   'shared machines are noisy: read the medians and the ratios. Runs alternate between the things compared so',
   'machine drift cancels out.',
   '',
