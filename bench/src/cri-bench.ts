@@ -15,6 +15,7 @@ import { criV1 } from '@berth/proto';
 import { busyboxRootfs, startRegistry } from '@berth/testing';
 import { startBerth, startContainerd, type Peer } from './peers.js';
 import { cpuSeconds, rssBytes } from './procs.js';
+import { breakdown, startSpanCollector, type Breakdown } from './spans.js';
 import { summarize } from './stats.js';
 
 const repoRoot = resolve(import.meta.dirname, '../..');
@@ -91,7 +92,7 @@ async function startCountingProxy(target: URL): Promise<{ host: string; bytes():
   return { host: `127.0.0.1:${port}`, bytes: () => count, stop: () => new Promise((r) => server.close(() => r())) };
 }
 
-export async function benchCri(options: { quick: boolean }): Promise<{ results: Record<string, Compared>; floor: { createStartMs: { median: number; p90: number } }; resources: Record<Peer['name'], Resources>; notes: string[] }> {
+export async function benchCri(options: { quick: boolean }): Promise<{ results: Record<string, Compared>; floor: { createStartMs: { median: number; p90: number } }; resources: Record<Peer['name'], Resources>; breakdowns: Breakdown[]; notes: string[] }> {
   const runs = options.quick ? 5 : 20;
   const listSize = options.quick ? 50 : 200;
   const samples: Samples = {};
@@ -109,7 +110,10 @@ export async function benchCri(options: { quick: boolean }): Promise<{ results: 
   const baseName = `${registry.host}/bench/busybox:base`;
 
   const proxy = await startCountingProxy(new URL(registry.url));
-  const berth = await startBerth();
+  const collector = await startSpanCollector();
+  /** When each workload ran, to find its calls' traces. */
+  const windows: Record<string, [number, number]> = {};
+  const berth = await startBerth(collector.endpoint);
   const containerd = await startContainerd([registry.host, proxy.host], `${registry.host}/bench/pause:v1`);
   const resources = {} as Record<Peer['name'], Resources>;
   const peers = [berth, containerd];
@@ -117,6 +121,7 @@ export async function benchCri(options: { quick: boolean }): Promise<{ results: 
     for (const p of peers) await p.cri.image.pullImage({ image: imageSpec(baseName), auth: undefined, sandboxConfig: undefined });
 
     // Pod lifecycle (one warm-up each first).
+    windows['pods'] = [Date.now(), Infinity];
     for (let i = -1; i < runs; i++) {
       for (const p of peers) {
         const config = podConfig(`pod-${p.name}-${i + 1}`);
@@ -132,12 +137,14 @@ export async function benchCri(options: { quick: boolean }): Promise<{ results: 
       }
     }
 
+    windows['pods'][1] = Date.now();
     // Container lifecycle in one pod per runtime.
     const pods = new Map<Peer['name'], { id: string; config: criV1.PodSandboxConfig }>();
     for (const p of peers) {
       const config = podConfig(`ctr-${p.name}`);
       pods.set(p.name, { id: (await p.cri.runtime.runPodSandbox({ config, runtimeHandler: '' })).podSandboxId, config });
     }
+    windows['containers'] = [Date.now(), Infinity];
     for (let i = -1; i < runs; i++) {
       for (const p of peers) {
         const pod = pods.get(p.name)!;
@@ -156,6 +163,7 @@ export async function benchCri(options: { quick: boolean }): Promise<{ results: 
       }
     }
 
+    windows['containers'][1] = Date.now();
     // Pod + container from nothing to running.
     for (let i = 0; i < Math.max(3, runs / 2); i++) {
       for (const p of peers) {
@@ -199,6 +207,7 @@ export async function benchCri(options: { quick: boolean }): Promise<{ results: 
         record('PullImage warm re-pull', p.name, (await timed(() => p.cri.image.pullImage({ image: imageSpec(name), auth: undefined, sandboxConfig: undefined })))[0]);
       }
     }
+    windows['big pull'] = [Date.now(), Infinity];
     for (let i = 0; i < (options.quick ? 1 : 2); i++) {
       for (const p of peers) {
         const tag = `${p.name}-${i}`;
@@ -207,6 +216,7 @@ export async function benchCri(options: { quick: boolean }): Promise<{ results: 
       }
     }
 
+    windows['big pull'][1] = Date.now();
     // 50 concurrent pulls of one image through the counting proxy: how many blob bytes did the registry serve?
     for (const p of peers) {
       const tag = `concurrent-${p.name}`;
@@ -269,6 +279,14 @@ export async function benchCri(options: { quick: boolean }): Promise<{ results: 
     await containerd.stop().catch((e: unknown) => notes.push(`stopping containerd: ${String(e)}`));
     await registry.stop();
   }
+  // Stopping the stack flushed its spans.
+  await collector.stop();
+  const breakdowns = [
+    breakdown(collector.spans, 'RunPodSandbox', ...windows['pods']!),
+    breakdown(collector.spans, 'CreateContainer', ...windows['containers']!),
+    breakdown(collector.spans, 'StartContainer', ...windows['containers']!),
+    breakdown(collector.spans, 'PullImage', ...windows['big pull']!),
+  ].filter((b): b is Breakdown => b !== undefined);
 
   // The floor: bare runc create + start of the same rootfs.
   const floor: number[] = [];
@@ -301,5 +319,5 @@ export async function benchCri(options: { quick: boolean }): Promise<{ results: 
     results[name] = { berth: b, containerd: c, ratio: b.median / c.median };
   }
   const f = summarize(floor);
-  return { results, floor: { createStartMs: { median: f.median, p90: f.p90 } }, resources, notes };
+  return { results, floor: { createStartMs: { median: f.median, p90: f.p90 } }, resources, breakdowns, notes };
 }

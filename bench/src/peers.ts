@@ -22,8 +22,10 @@ export interface Peer {
   stop(): Promise<void>;
 }
 
-export async function startBerth(): Promise<Peer> {
-  const stack = await startStack({ env: { BERTH_OBSERVABILITY__LOG_LEVEL: 'warn' } });
+/** A Berth stack; with `tracesEndpoint`, its services export their spans there (OTLP over HTTP). */
+export async function startBerth(tracesEndpoint?: string): Promise<Peer> {
+  const traces = tracesEndpoint === undefined ? {} : { BERTH_OBSERVABILITY__TRACES_EXPORTER: 'otlp', BERTH_OBSERVABILITY__OTLP_ENDPOINT: tracesEndpoint };
+  const stack = await startStack({ env: { BERTH_OBSERVABILITY__LOG_LEVEL: 'warn', ...traces } });
   const cri = connectCri(stack.socket, 120_000);
   return {
     name: 'berth',

@@ -5,6 +5,7 @@ import { watch } from 'node:fs';
 import { lstat, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, normalize } from 'node:path';
 import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from '@berth/errors';
+import { inSpan } from '@berth/observability';
 import { filterContainers, type criV1 } from '@berth/proto';
 import type { ExecutorContext } from './context.js';
 import { apparmorProfile, buildSpec, capabilities, localhostRef, resourcesSpec, type LinuxSpec, type MountSpec } from './oci-spec.js';
@@ -90,7 +91,7 @@ export class Containers {
   }
 
   private async make(pod: PodRecord, config: criV1.ContainerConfig, meta: criV1.ContainerMetadata): Promise<criV1.CreateContainerResponse> {
-    const image = await this.ctx.images.resolve(config.image?.image ?? '');
+    const image = await inSpan('container: resolve image', () => this.ctx.images.resolve(config.image?.image ?? ''));
     const linux = config.linux;
     const sc = linux?.securityContext;
     let logPath = '';
@@ -108,7 +109,7 @@ export class Containers {
     try {
       await mkdir(dir, { recursive: true, mode: 0o700 });
       undo.push(() => rm(dir, { recursive: true, force: true }));
-      await mountRootfs(this.ctx, snapshotKey, image.record.topChainId, rootfs);
+      await inSpan('container: rootfs snapshot', () => mountRootfs(this.ctx, snapshotKey, image.record.topChainId, rootfs));
       undo.push(() => unmountRootfs(this.ctx, snapshotKey, rootfs));
       const imageConfig = image.config.config ?? {};
       const user = await resolveUser(rootfs, {
@@ -251,12 +252,12 @@ export class Containers {
         resources: spec.linux.resources,
       };
       const runtime = this.runtime(pod);
-      record.pid = await runtime.createMonitored(id, dir, { logPath, name: `${meta.name}_${pod.name}_${pod.namespace}_${pod.uid}_${meta.attempt}`, stdin: config.stdin, stdinOnce: config.stdinOnce, tty: config.tty });
+      record.pid = await inSpan('container: conmon + runc create', () => runtime.createMonitored(id, dir, { logPath, name: `${meta.name}_${pod.name}_${pod.namespace}_${pod.uid}_${meta.attempt}`, stdin: config.stdin, stdinOnce: config.stdinOnce, tty: config.tty }));
       undo.push(() => runtime.delete(id));
       const conmonPid = Number((await readFile(join(dir, 'conmon.pid'), 'utf8').catch(() => '0')).trim());
       const conmonStart = await processStart(conmonPid);
       if (conmonStart !== undefined) Object.assign(record, { conmonPid, conmonStart });
-      await this.ctx.containerRecords.put(record);
+      await inSpan('container: record', () => this.ctx.containerRecords.put(record));
       this.ctx.emit(id, pod.id, 'created');
       return { containerId: id };
     } catch (err) {
@@ -269,7 +270,7 @@ export class Containers {
     const c = this.get(id);
     await this.refresh(c);
     if (c.state !== 'created') throw new FailedPreconditionError(`container ${c.id} is ${c.state}, not created`);
-    await this.runtime(this.ctx.pods.get(c.podId)).start(c.id);
+    await inSpan('container: runc start', () => this.runtime(this.ctx.pods.get(c.podId)).start(c.id));
     c.state = 'running';
     c.startedAt = nowNanos();
     await this.ctx.containerRecords.put(c);

@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AlreadyExistsError, InvalidArgumentError, NotFoundError } from '@berth/errors';
+import { inSpan } from '@berth/observability';
 import { criV1, filterPods } from '@berth/proto';
 import type { ExecutorContext } from './context.js';
 import { cniAdd, cniDel, type CniPodArgs } from './cni.js';
@@ -158,28 +159,30 @@ export class Pods {
       await mkdir(dir, { recursive: true, mode: 0o711 });
       undo.push(() => rm(dir, { recursive: true, force: true }));
       if (config.logDirectory) await mkdir(config.logDirectory, { recursive: true, mode: 0o755 });
-      await pinNamespaces(this.ctx, pod);
+      await inSpan('pod: pin namespaces', () => pinNamespaces(this.ctx, pod));
       undo.push(() => unpinNamespaces(this.ctx, pod));
       if (!hostNetwork) {
         const { status, network } = await loadCniConfig(this.ctx.config.cni.confDir, this.ctx.config.cni.binDirs);
         if (network === undefined) throw new InvalidArgumentError(`pod networking is not ready: ${status.message}`);
-        const result = await cniAdd(network, cniArgs(pod), this.ctx.config.cni.binDirs);
+        const result = await inSpan('pod: CNI ADD', () => cniAdd(network, cniArgs(pod), this.ctx.config.cni.binDirs));
         undo.push(() => cniDel(network, cniArgs(pod), this.ctx.config.cni.binDirs, result.raw));
         pod.cniResult = result.raw;
         pod.ip = result.ips.find((a) => !a.includes(':')) ?? result.ips[0] ?? '';
         pod.additionalIps = result.ips.filter((a) => a !== pod.ip);
       }
-      await writePodFiles(pod, config.dnsConfig);
-      if (!hostIpc) {
-        await mkdir(join(dir, 'shm'), { mode: 0o1777 });
-        await run('mount', ['-t', 'tmpfs', '-o', 'nosuid,nodev,noexec,mode=1777,size=65536k', 'shm', join(dir, 'shm')]);
-        undo.push(() => run('umount', [join(dir, 'shm')]));
-      }
+      await inSpan('pod: files and /dev/shm', async () => {
+        await writePodFiles(pod, config.dnsConfig);
+        if (!hostIpc) {
+          await mkdir(join(dir, 'shm'), { mode: 0o1777 });
+          await run('mount', ['-t', 'tmpfs', '-o', 'nosuid,nodev,noexec,mode=1777,size=65536k', 'shm', join(dir, 'shm')]);
+          undo.push(() => run('umount', [join(dir, 'shm')]));
+        }
+      });
       // The pause container.
-      const image = await this.ctx.images.sandboxImage();
+      const image = await inSpan('pod: sandbox image', () => this.ctx.images.sandboxImage());
       const bundle = join(dir, 'bundle');
       await mkdir(bundle, { recursive: true, mode: 0o700 });
-      await mountRootfs(this.ctx, `pod-${id}`, image.record.topChainId, join(bundle, 'rootfs'));
+      await inSpan('pod: pause rootfs', () => mountRootfs(this.ctx, `pod-${id}`, image.record.topChainId, join(bundle, 'rootfs')));
       undo.push(() => unmountRootfs(this.ctx, `pod-${id}`, join(bundle, 'rootfs')));
       const namespaces = [
         { type: 'mount' },
@@ -207,12 +210,12 @@ export class Pods {
       });
       await writeFile(join(bundle, 'config.json'), JSON.stringify(spec));
       const runtime = this.ctx.runtimeFor(handler)!;
-      pod.pausePid = await runtime.createDetached(id, bundle);
+      pod.pausePid = await inSpan('pod: runc create (pause)', () => runtime.createDetached(id, bundle));
       const pauseStart = await processStart(pod.pausePid);
       if (pauseStart !== undefined) pod.pauseStart = pauseStart;
       undo.push(() => runtime.delete(id));
-      await runtime.start(id);
-      await this.ctx.pods.put(pod);
+      await inSpan('pod: runc start (pause)', () => runtime.start(id));
+      await inSpan('pod: record', () => this.ctx.pods.put(pod));
       this.ctx.emit(id, id, 'created');
       this.ctx.emit(id, id, 'started');
       this.ctx.logger.info({ pod: id, name: `${pod.namespace}/${pod.name}`, ip: pod.ip }, 'pod sandbox running');

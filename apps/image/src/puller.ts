@@ -2,7 +2,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { DeadlineExceededError, FailedPreconditionError, InvalidArgumentError, isCategory, NotFoundError, UnavailableError } from '@berth/errors';
-import type { Logger } from '@berth/observability';
+import { inSpan, type Logger } from '@berth/observability';
 import { formatReference, parseReference, RegistryClient, repositoryName, resolveEndpoints, type ImageReference, type RegistryClientOptions, type RegistryCredentials } from '@berth/registry';
 import { layerCompression, MediaType, nodePlatform, parseDigest, sha256Digest, type Descriptor, type ImageConfig, type ImageIndex, type ImageManifest, type Platform } from '@berth/spec';
 import { gcRefContentPrefix, gcRefSnapshot, type Store } from '@berth/store-api';
@@ -104,7 +104,7 @@ export class Puller {
 
   pull(image: string, options: PullOptions = {}): Promise<PullResult> {
     const ref = parseReference(image);
-    return this.once(formatReference(ref), () => this.resolve(ref, options.auth).then(({ client, top }) => this.doPull(ref, client, top)));
+    return this.once(formatReference(ref), () => inSpan('pull: resolve manifest', () => this.resolve(ref, options.auth)).then(({ client, top }) => this.doPull(ref, client, top)));
   }
 
   /** Imports the image `name` from an OCI image layout directory: no registry involved. */
@@ -150,7 +150,7 @@ export class Puller {
       const layers = manifest.layers.map((l, i) => checkDescriptor(l, `layer ${i}`));
       for (const l of layers) if (layerCompression(l.mediaType) === undefined) throw new FailedPreconditionError(`unsupported layer media type ${l.mediaType}`);
 
-      await this.fetchBlob(client, ref, configDesc, lease.id, {});
+      await inSpan('pull: config blob', () => this.fetchBlob(client, ref, configDesc, lease.id, {}));
       const config = parseJson<ImageConfig>(await this.readBlob(configDesc.digest), 'image config');
       const diffIds = config.rootfs?.diff_ids;
       if (!Array.isArray(diffIds) || diffIds.length !== layers.length) throw new FailedPreconditionError(`image config lists ${Array.isArray(diffIds) ? diffIds.length : 0} diff IDs for ${layers.length} layers`);
@@ -182,7 +182,7 @@ export class Puller {
           last = Date.now();
           report(layer, 'downloading', bytes);
         };
-        downloads.push(slot(() => this.fetchBlob(client, ref, layer, lease.id, { [gcRefSnapshot]: chain[i]! }, progress).then(() => report(layer, 'downloaded', layer.size))));
+        downloads.push(slot(() => inSpan('pull: layer download', () => this.fetchBlob(client, ref, layer, lease.id, { [gcRefSnapshot]: chain[i]! }, progress)).then(() => report(layer, 'downloaded', layer.size))));
       }
       downloads.forEach((d) => d.catch(() => undefined));
       // Each layer unpacks into its own directory as soon as it is downloaded,
@@ -191,7 +191,7 @@ export class Puller {
       const unpacked = layers.map((layer, i) =>
         downloads[i]!.then(async () => {
           report(layer, 'unpacking', layer.size);
-          return this.unpackLayer(layer, diffIds[i]!, chain[i]!, lease.id);
+          return inSpan('pull: layer unpack', () => this.unpackLayer(layer, diffIds[i]!, chain[i]!, lease.id));
         }),
       );
       unpacked.forEach((u) => u.catch(() => undefined));
@@ -224,7 +224,7 @@ export class Puller {
       names.set(repoDigest, { name: repoDigest, kind: 'digest' });
       if (repoTag) names.set(repoTag, { name: repoTag, kind: 'tag' });
       const size = configDesc.size + layers.reduce((a, l) => a + l.size, 0);
-      await store.putImage({ id: configDesc.digest, manifestDigest, size, topChainId: chain[chain.length - 1] ?? '', pinned: existing?.pinned ?? false, names: [...names.values()] });
+      await inSpan('pull: image record', () => store.putImage({ id: configDesc.digest, manifestDigest, size, topChainId: chain[chain.length - 1] ?? '', pinned: existing?.pinned ?? false, names: [...names.values()] }));
       logger.info({ image: formatReference(ref), id: configDesc.digest, layers: layers.length, ms: Date.now() - started }, 'pulled');
       return { imageId: configDesc.digest, repoDigest, ...(repoTag ? { repoTag } : {}) };
     } finally {

@@ -4,3 +4,4 @@ export { initTelemetry } from './telemetry.js';
 export type { Telemetry, TelemetryOptions } from './telemetry.js';
 export { healthPlugin, startHealthServer } from './health.js';
 export type { CheckResult, HealthPluginOptions, HealthServerOptions, ReadinessChecks } from './health.js';
+export { inSpan } from './span.js';
