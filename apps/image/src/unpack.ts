@@ -190,7 +190,7 @@ export async function applyLayer(blob: Readable, root: string, options: ApplyOpt
       else await lutimes(path, mtime, mtime);
     }
   })();
-  const decompress = options.compression === 'gzip' ? [createGunzip()] : options.compression === 'zstd' ? [zstdDecompressor()] : [];
+  const decompress = options.compression === 'gzip' ? [createGunzip({ chunkSize: 256 * 1024 })] : options.compression === 'zstd' ? [zstdDecompressor()] : [];
   const source = [blob, ...decompress, meter, tar];
   await Promise.all([pipeline(source as [Readable, ...NodeJS.ReadWriteStream[]]), consume]);
   // Directory times last: writing into a directory changes its mtime.
