@@ -9,6 +9,9 @@ import { gcRefContentPrefix, gcRefSnapshot, type Store } from '@berth/store-api'
 import { OciLayoutSource, type ContentSource } from './layout-source.js';
 import { applyLayer } from './unpack.js';
 
+/** Downloaded bytes gathered before each write into the store. */
+const writeBatchBytes = 1024 * 1024;
+
 export interface PullOptions {
   auth?: RegistryCredentials;
 }
@@ -314,12 +317,26 @@ export class Puller {
           writer = await store.content.writer({ ref: `pull-${desc.digest}`, expectedDigest: desc.digest, expectedSize: desc.size, leaseId, labels });
         }
         try {
+          // The body arrives in chunks of 16–64 KiB: written in batches of 1 MiB, a layer costs a
+          // few hundred file writes instead of thousands.
+          let batch: Buffer[] = [];
+          let batched = 0;
+          const flush = async () => {
+            if (batched === 0) return;
+            const data = batch.length === 1 ? batch[0]! : Buffer.concat(batch, batched);
+            batch = [];
+            batched = 0;
+            await writer!.write(data);
+            progress?.(writer!.offset());
+          };
           for await (const chunk of Readable.fromWeb(res.body as WebReadableStream<Uint8Array>)) {
             clearTimeout(timer);
             timer = setTimeout(() => stall.abort(), stallMs);
-            await writer.write(chunk as Buffer);
-            progress?.(writer.offset());
+            batch.push(chunk as Buffer);
+            batched += (chunk as Buffer).length;
+            if (batched >= writeBatchBytes) await flush();
           }
+          await flush();
         } catch (err) {
           if (stall.signal.aborted) throw new DeadlineExceededError(`download ${desc.digest}: no bytes for ${stallMs / 1000} s`, { cause: err });
           throw err;
