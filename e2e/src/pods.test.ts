@@ -12,7 +12,7 @@ import { imageSpec } from '@berth/client';
 import { isCategory } from '@berth/errors';
 import { buildImage, pushImage } from '@berth/oci';
 import { criV1 } from '@berth/proto';
-import { busyboxRootfs, startRegistry, startStack, type RegistryHandle, type StackHandle } from '@berth/testing';
+import { busyboxRootfs, startRegistry, startStack, waitFor, type RegistryHandle, type StackHandle } from '@berth/testing';
 
 const execFileAsync = promisify(execFile);
 let stack: StackHandle;
@@ -58,16 +58,6 @@ function podConfig(name: string, extra: Partial<criV1.PodSandboxConfig> = {}): c
 
 function containerConfig(name: string, command: string[], extra: Partial<criV1.ContainerConfig> = {}): criV1.ContainerConfig {
   return criV1.ContainerConfig.fromPartial({ metadata: { name, attempt: 0 }, image: { image: imageName }, command, logPath: `${name}/0.log`, labels: { c: name }, ...extra });
-}
-
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, ms = 10_000): Promise<T> {
-  const until = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
 }
 
 const exited = (id: string) =>

@@ -16,7 +16,7 @@ import { imageSpec, portForwardConnection, streamExec } from '@berth/client';
 import { isCategory } from '@berth/errors';
 import { buildImage, pushImage } from '@berth/oci';
 import { criV1 } from '@berth/proto';
-import { busyboxRootfs, startFakeApiServer, startRegistry, startStack, type FakeApiServerHandle, type RegistryHandle, type StackHandle } from '@berth/testing';
+import { busyboxRootfs, startFakeApiServer, startRegistry, startStack, waitFor, type FakeApiServerHandle, type RegistryHandle, type StackHandle } from '@berth/testing';
 import pty from 'node-pty';
 
 const execFileAsync = promisify(execFile);
@@ -79,16 +79,6 @@ function collector(): { stream: Writable; text: () => string } {
   };
 }
 
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, ms = 10_000): Promise<T> {
-  const until = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
-
 const execRequest = (cmd: string[], extra: Partial<criV1.ExecRequest> = {}) => criV1.ExecRequest.fromPartial({ containerId: ids.ticker, cmd, stdout: true, stderr: true, ...extra });
 
 /** Processes in the pod (its PID namespace is shared), as `ps` lists them, without the `ps` itself. */
@@ -111,6 +101,19 @@ async function executorChildren(): Promise<string[]> {
 /** Open file descriptors of the executor (sockets, pipes, ptys included). */
 function executorDescriptors(): number {
   return readdirSync(`/proc/${stack.pid('executor')}/fd`).length;
+}
+
+/** The body of a plain GET. */
+function httpBody(url: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    request(url, (res) => {
+      let text = '';
+      res.on('data', (d: Buffer) => (text += d.toString()));
+      res.on('end', () => resolve(text));
+    })
+      .on('error', reject)
+      .end();
+  });
 }
 
 function httpStatus(url: string): Promise<number> {
@@ -328,18 +331,7 @@ describe('streaming over SPDY, with kubectl through an API server that proxies a
     const line = await new Promise<string>((resolve) => createInterface({ input: child.stdout! }).on('line', (l) => /Forwarding from 127/.test(l) && resolve(l)));
     const local = /127\.0\.0\.1:(\d+) -> 8080/.exec(line)?.[1];
     assert.ok(local, line);
-    for (let i = 0; i < 2; i++) {
-      const body = await new Promise<string>((resolve, reject) => {
-        request(`http://127.0.0.1:${local}/`, (res) => {
-          let text = '';
-          res.on('data', (d: Buffer) => (text += d.toString()));
-          res.on('end', () => resolve(text));
-        })
-          .on('error', reject)
-          .end();
-      });
-      assert.equal(body, 'hello from the pod\n');
-    }
+    for (let i = 0; i < 2; i++) assert.equal(await httpBody(`http://127.0.0.1:${local}/`), 'hello from the pod\n');
     child.kill('SIGKILL');
   });
 
@@ -381,18 +373,7 @@ describe('berthctl', () => {
       const line = await new Promise<string>((resolve) => createInterface({ input: forward.stdout }).once('line', resolve));
       const local = /Forwarding from 127\.0\.0\.1:(\d+) -> 8080/.exec(line)?.[1];
       assert.ok(local, line);
-      for (let i = 0; i < 2; i++) {
-        const body = await new Promise<string>((resolve, reject) => {
-          request(`http://127.0.0.1:${local}/`, (res) => {
-            let text = '';
-            res.on('data', (d: Buffer) => (text += d.toString()));
-            res.on('end', () => resolve(text));
-          })
-            .on('error', reject)
-            .end();
-        });
-        assert.equal(body, 'hello from the pod\n');
-      }
+      for (let i = 0; i < 2; i++) assert.equal(await httpBody(`http://127.0.0.1:${local}/`), 'hello from the pod\n');
     } finally {
       forward.kill('SIGINT');
     }

@@ -1,26 +1,15 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, realpathSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { realpathSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { debianPackageFile } from './debian.js';
 import type { LayerEntry } from '@berth/oci';
 
-/** Where the unpacked Debian busybox package is cached between test runs. */
-const cacheDir = resolve(import.meta.dirname, '../../../tmp/testdata/busybox');
-
 /**
- * The dynamic busybox binary from Debian's `busybox` package (downloaded with
- * `apt-get download`, since that package conflicts with busybox-static, and
- * unpacked with dpkg-deb), cached under tmp/testdata. Needs `apt-get update`
- * to have run once on the machine.
+ * The dynamic busybox binary from Debian's `busybox` package (unpacked, not
+ * installed, since that package conflicts with busybox-static).
  */
 export function busyboxBinary(): string {
-  const binary = join(cacheDir, 'root/bin/busybox');
-  if (existsSync(binary)) return binary;
-  mkdirSync(cacheDir, { recursive: true });
-  execFileSync('apt-get', ['download', 'busybox'], { cwd: cacheDir, stdio: ['ignore', 'ignore', 'inherit'] });
-  const deb = readdirSync(cacheDir).find((f) => f.startsWith('busybox_') && f.endsWith('.deb'));
-  if (deb === undefined) throw new Error('apt-get download busybox produced no .deb');
-  execFileSync('dpkg-deb', ['-x', join(cacheDir, deb), join(cacheDir, 'root')]);
-  return binary;
+  return debianPackageFile('busybox', 'bin/busybox');
 }
 
 /** The shared libraries (and the dynamic loader) a binary needs, as absolute host paths. */

@@ -16,3 +16,5 @@ export { kubectlBinary, kubectlResult, runKubectl, spawnKubectl } from './kubect
 export type { KubectlOptions, KubectlResult } from './kubectl.js';
 export { startFakeApiServer } from './fake-apiserver.js';
 export type { FakeApiServerHandle, FakePod, FakePodContainer, StreamCall } from './fake-apiserver.js';
+export { debianPackageFile } from './debian.js';
+export { waitFor } from './wait.js';

@@ -1,26 +1,13 @@
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-
-/** Where the unpacked Debian kubernetes-client package is cached between test runs. */
-const cacheDir = resolve(import.meta.dirname, '../../../tmp/testdata/kubectl');
+import { spawn, type ChildProcess } from 'node:child_process';
+import { debianPackageFile } from './debian.js';
 
 /**
  * kubectl from Debian's `kubernetes-client` package (1.20), whose exec, attach
  * and port-forward speak SPDY/3.1 through client-go as the kubelet's callers
- * do. Downloaded with `apt-get download` and unpacked with dpkg-deb rather than
- * installed, since another package may own /usr/bin/kubectl; cached under
- * tmp/testdata. Needs `apt-get update` to have run once on the machine.
+ * do. Unpacked, not installed, since another package may own /usr/bin/kubectl.
  */
 export function kubectlBinary(): string {
-  const binary = join(cacheDir, 'root/usr/bin/kubectl');
-  if (existsSync(binary)) return binary;
-  mkdirSync(cacheDir, { recursive: true });
-  execFileSync('apt-get', ['download', 'kubernetes-client'], { cwd: cacheDir, stdio: ['ignore', 'ignore', 'inherit'] });
-  const deb = readdirSync(cacheDir).find((f) => f.startsWith('kubernetes-client_') && f.endsWith('.deb'));
-  if (deb === undefined) throw new Error('apt-get download kubernetes-client produced no .deb');
-  execFileSync('dpkg-deb', ['-x', join(cacheDir, deb), join(cacheDir, 'root')]);
-  return binary;
+  return debianPackageFile('kubernetes-client', 'usr/bin/kubectl');
 }
 
 export interface KubectlOptions {
