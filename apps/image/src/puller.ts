@@ -1,6 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { once } from 'node:events';
-import { PassThrough, Readable, type Writable } from 'node:stream';
+import { Readable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { DeadlineExceededError, FailedPreconditionError, InvalidArgumentError, isCategory, NotFoundError, UnavailableError } from '@berth/errors';
 import { inSpan, type Logger } from '@berth/observability';
@@ -9,14 +8,6 @@ import { layerCompression, MediaType, nodePlatform, parseDigest, sha256Digest, t
 import { gcRefContentPrefix, gcRefSnapshot, type Store } from '@berth/store-api';
 import { OciLayoutSource, type ContentSource } from './layout-source.js';
 import { applyLayer } from './unpack.js';
-
-/** A promise's outcome as a value, so it can be awaited later without an unhandled rejection. */
-function settle<T>(p: Promise<T>): Promise<{ ok: true; key: T } | { ok: false; error: unknown }> {
-  return p.then(
-    (key) => ({ ok: true as const, key }),
-    (error: unknown) => ({ ok: false as const, error }),
-  );
-}
 
 /** Downloaded bytes gathered before each write into the store. */
 const writeBatchBytes = 1024 * 1024;
@@ -171,7 +162,7 @@ export class Puller {
 
       // Downloads run ahead (bounded); unpacking follows in order.
       const limit = this.options.concurrency ?? 4;
-      const downloads: Array<Promise<string | undefined>> = [];
+      const downloads: Array<Promise<void>> = [];
       let running = 0;
       const queue: Array<() => void> = [];
       const slot = async <T>(fn: () => Promise<T>): Promise<T> => {
@@ -194,32 +185,18 @@ export class Puller {
           last = Date.now();
           report(layer, 'downloading', bytes);
         };
-        downloads.push(
-          slot(async () => {
-            // A layer not unpacked yet unpacks from the download itself, into its own directory, in parallel
-            // with the others (a layer's content does not depend on the layers below it).
-            const needed = !(await this.haveSnapshot(chain[i]!, lease.id));
-            const tee = needed ? new PassThrough({ highWaterMark: 4 * 1024 * 1024 }) : undefined;
-            const streamed = tee === undefined ? undefined : settle(inSpan('pull: layer unpack (streamed)', () => this.unpackLayer(layer, diffIds[i]!, chain[i]!, lease.id, tee)));
-            try {
-              const fed = await inSpan('pull: layer download', () => this.fetchBlob(client, ref, layer, lease.id, { [gcRefSnapshot]: chain[i]! }, progress, tee));
-              report(layer, 'downloaded', layer.size);
-              const result = await streamed;
-              if (fed && result?.ok) return result.key;
-              if (result?.ok && result.key !== undefined) await store.snapshots.remove(result.key).catch(() => undefined);
-            } catch (err) {
-              const result = await streamed;
-              if (result?.ok && result.key !== undefined) await store.snapshots.remove(result.key).catch(() => undefined);
-              throw err;
-            }
-            // The blob was there already, the download resumed, or the streamed unpack failed: unpack from the stored blob.
-            report(layer, 'unpacking', layer.size);
-            return inSpan('pull: layer unpack', () => this.unpackLayer(layer, diffIds[i]!, chain[i]!, lease.id));
-          }),
-        );
+        downloads.push(slot(() => inSpan('pull: layer download', () => this.fetchBlob(client, ref, layer, lease.id, { [gcRefSnapshot]: chain[i]! }, progress)).then(() => report(layer, 'downloaded', layer.size))));
       }
-      // Commits go in order, each on its parent.
-      const unpacked = downloads;
+      downloads.forEach((d) => d.catch(() => undefined));
+      // Each layer unpacks into its own directory as soon as it is downloaded,
+      // in parallel with the others (a layer's content does not depend on the
+      // layers below it); commits then go in order, each on its parent.
+      const unpacked = layers.map((layer, i) =>
+        downloads[i]!.then(async () => {
+          report(layer, 'unpacking', layer.size);
+          return inSpan('pull: layer unpack', () => this.unpackLayer(layer, diffIds[i]!, chain[i]!, lease.id));
+        }),
+      );
       unpacked.forEach((u) => u.catch(() => undefined));
       let failure: unknown;
       for (const [i, layer] of layers.entries()) {
@@ -305,13 +282,7 @@ export class Puller {
    * waited for when another pull holds its ingest, resumed with Range after a
    * broken download (three attempts).
    */
-  /**
-   * Downloads a blob into the store (or finds it there). With `tee`, the
-   * bytes also go to that stream as they are written, for unpacking while
-   * downloading; the result says whether the whole blob went through it
-   * (not when the blob was already stored or the download had to resume).
-   */
-  private async fetchBlob(client: ContentSource, ref: ImageReference, desc: Descriptor, leaseId: string, labels: Record<string, string>, progress?: (bytes: number) => void, tee?: Writable): Promise<boolean> {
+  private async fetchBlob(client: ContentSource, ref: ImageReference, desc: Descriptor, leaseId: string, labels: Record<string, string>, progress?: (bytes: number) => void): Promise<void> {
     const { store } = this.options;
     for (let attempt = 0; ; attempt++) {
       try {
@@ -319,8 +290,7 @@ export class Puller {
         if (info.size !== desc.size) throw new FailedPreconditionError(`blob ${desc.digest} is ${info.size} bytes in the store, the manifest says ${desc.size}`);
         await store.addLeaseResource(leaseId, { kind: 'blob', ref: desc.digest });
         if (Object.keys(labels).length > 0) await store.content.updateLabels(desc.digest, { ...info.labels, ...labels });
-        tee?.destroy();
-        return false;
+        return;
       } catch (err) {
         if (!isCategory(err, 'not-found')) throw err;
       }
@@ -346,9 +316,6 @@ export class Puller {
           await writer.abort();
           writer = await store.content.writer({ ref: `pull-${desc.digest}`, expectedDigest: desc.digest, expectedSize: desc.size, leaseId, labels });
         }
-        // Only a download from the first byte can feed the unpacker.
-        const feeding = tee !== undefined && !tee.destroyed && attempt === 0 && writer.offset() === 0;
-        if (tee !== undefined && !feeding) tee.destroy();
         // The body arrives in chunks of 16–64 KiB: written in batches of 1 MiB, a layer costs a
         // few hundred file writes instead of thousands.
         let batch: Buffer[] = [];
@@ -360,8 +327,6 @@ export class Puller {
           batched = 0;
           await writer!.write(data);
           progress?.(writer!.offset());
-          // The unpacker reads at its own pace: wait for it, unless it gave up (then the download goes on alone).
-          if (feeding && !tee.destroyed && !tee.write(data)) await Promise.race([once(tee, 'drain'), once(tee, 'close')]);
         };
         try {
           for await (const chunk of Readable.fromWeb(res.body as WebReadableStream<Uint8Array>)) {
@@ -381,10 +346,8 @@ export class Puller {
           clearTimeout(timer);
         }
         await writer.commit();
-        if (feeding && !tee.destroyed) tee.end();
-        return feeding;
+        return;
       } catch (err) {
-        tee?.destroy();
         await writer.close().catch(() => undefined);
         const retryable = isCategory(err, 'unavailable') || isCategory(err, 'deadline-exceeded') || (err instanceof Error && !('category' in err));
         if (!retryable || attempt >= 2) throw err instanceof Error && 'category' in err ? err : new UnavailableError(`download ${desc.digest}: ${(err as Error).message}`, { cause: err });
@@ -399,9 +362,9 @@ export class Puller {
    * and checks its diff ID; returns the snapshot's key, or undefined when the
    * layer is already committed (by an earlier pull).
    */
-  private async unpackLayer(layer: Descriptor, diffId: string, chainId: string, leaseId: string, source?: Readable): Promise<string | undefined> {
+  private async unpackLayer(layer: Descriptor, diffId: string, chainId: string, leaseId: string): Promise<string | undefined> {
     const { store } = this.options;
-    if (source === undefined && (await this.haveSnapshot(chainId, leaseId))) return undefined;
+    if (await this.haveSnapshot(chainId, leaseId)) return undefined;
     const key = `extract-${chainId.slice(7, 27)}-${randomUUID()}`;
     const mounts = await store.snapshots.prepare(key, undefined, { leaseId });
     try {
@@ -409,7 +372,7 @@ export class Puller {
       const upper = m.type === 'bind' ? m.source : m.options.find((o) => o.startsWith('upperdir='))?.slice('upperdir='.length);
       if (upper === undefined) throw new InvalidArgumentError('the store gave no writable directory');
       const compression = layerCompression(layer.mediaType) ?? 'none';
-      const blob = source ?? Readable.from(store.content.read(layer.digest));
+      const blob = Readable.from(store.content.read(layer.digest));
       const result = await applyLayer(blob, upper, { compression, maxUncompressedBytes: this.options.maxUncompressedLayerBytes ?? 64 * 1024 ** 3 });
       if (result.diffId !== diffId) throw new FailedPreconditionError(`layer ${layer.digest} unpacks to ${result.diffId}, but the config says ${diffId}`);
       return key;
