@@ -106,7 +106,7 @@ function targets(c: NonNullable<Report['cri']>): string[] {
       ),
     ),
     row('CPU under the polling load ≤ containerd', `${(b.pollingCpuSeconds / d.pollingCpuSeconds).toFixed(2)}×`, b.pollingCpuSeconds <= d.pollingCpuSeconds, 'more processes answer each call'),
-    ...(pull === undefined ? [] : [row('200 MB pull ≤ 0.6× containerd', `${ratio(pull).toFixed(2)}×`, ratio(pull) <= 0.6, 'every byte is hashed twice, inflated and written by Node on the two cores the downloads use; the unpack reads the blob back from the store instead of the download stream')]),
+    ...(pull === undefined ? [] : [row('200 MB pull ≤ 0.6× containerd', `${ratio(pull).toFixed(2)}×`, ratio(pull) <= 0.6, 'every byte is hashed twice (the compressed digest in the store, the diff id in the unpacker), inflated and written by Node on the two cores the downloads also use')]),
     row('50 concurrent pulls: registry bytes 1.0× the image', `${b.concurrentPullBytesRatio.toFixed(2)}×`, b.concurrentPullBytesRatio <= 1.0001, 'more than one download of a blob'),
     row('idle RSS of the stack ≤ 200 MB', `${b.idleRssMiB.toFixed(0)} MiB`, b.idleRssMiB <= 200, 'five Node processes (berthd and four services, 90–200 MiB each, the store with prisma the largest) and nats-server; only a one-process stack fits'),
     row('≤ 2 MB per extra pod', `${(b.perPodHelperRssMiB + Math.max(0, b.perPodDaemonRssMiB)).toFixed(1)} MiB`, b.perPodHelperRssMiB + Math.max(0, b.perPodDaemonRssMiB) <= 2, 'one conmon per container'),
