@@ -25,8 +25,12 @@ export interface ResolvedImage {
 }
 
 const maxConfigBytes = 4 * 1024 * 1024;
+/** Image configs kept in memory (the oldest goes first). */
+const maxKeptConfigs = 256;
 
 export class ImageResolver {
+  private readonly configs = new Map<string, ImageConfigFile>();
+
   /** `builtin`: the sandbox image is Berth's own, imported by the image service at its start, never pulled. */
   constructor(
     private readonly store: Store,
@@ -46,12 +50,21 @@ export class ImageResolver {
       if (isCategory(err, 'not-found')) throw new NotFoundError(`image ${JSON.stringify(ref)} not found: pull it first`, { cause: err });
       throw err;
     }
-    const info = await this.store.content.info(record.id);
-    if (info.size > maxConfigBytes) throw new FailedPreconditionError(`image config ${record.id} is larger than ${maxConfigBytes} bytes`);
+    return { record, config: await this.config(record.id), name };
+  }
+
+  /** An image config by its digest: read from the store once, then kept (content-addressed, so it cannot go stale). */
+  private async config(digest: string): Promise<ImageConfigFile> {
+    const kept = this.configs.get(digest);
+    if (kept !== undefined) return kept;
+    const info = await this.store.content.info(digest);
+    if (info.size > maxConfigBytes) throw new FailedPreconditionError(`image config ${digest} is larger than ${maxConfigBytes} bytes`);
     const chunks: Uint8Array[] = [];
-    for await (const c of this.store.content.read(record.id)) chunks.push(c);
+    for await (const c of this.store.content.read(digest)) chunks.push(c);
     const config = JSON.parse(Buffer.concat(chunks).toString('utf8')) as ImageConfigFile;
-    return { record, config, name };
+    this.configs.set(digest, config);
+    if (this.configs.size > maxKeptConfigs) this.configs.delete(this.configs.keys().next().value!);
+    return config;
   }
 
   /** The configured sandbox image, pulled when missing; the built-in one is waited for (up to a minute) while the image service imports it. */
