@@ -20,6 +20,14 @@ export interface RuntimePaths {
   attachDir: string;
 }
 
+/** An exec, ready to run: the runtime binary and its arguments, and where the pid and the runtime's errors go. */
+export interface ExecCommand {
+  binary: string;
+  args: string[];
+  pidPath: string;
+  logPath: string;
+}
+
 export interface RuntimeState {
   status: 'creating' | 'created' | 'running' | 'paused' | 'stopped';
   pid: number;
@@ -51,21 +59,30 @@ export function findBinary(name: string): string {
 }
 
 /**
+ * The fields of /proc/<pid>/stat from field 3 (state) on: [0] the state,
+ * [1] the parent pid, [19] the start time. The command name before them may
+ * hold spaces and parentheses, so they are taken after its last ')'.
+ * Undefined when no such process runs.
+ */
+export async function procStat(pid: number): Promise<string[] | undefined> {
+  if (!Number.isInteger(pid) || pid <= 0) return undefined;
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  } catch {
+    return undefined;
+  }
+}
+
+/**
  * A process's start time (clock ticks since boot, field 22 of
  * /proc/<pid>/stat); with the pid it names one process for good, where a
  * pid alone may be reused. Undefined when no such process runs.
  */
 export async function processStart(pid: number): Promise<string | undefined> {
-  if (!Number.isInteger(pid) || pid <= 0) return undefined;
-  try {
-    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    // fields[0] is field 3 (state); a zombie has exited.
-    if (fields[0] === 'Z') return undefined;
-    return fields[19];
-  } catch {
-    return undefined;
-  }
+  const fields = await procStat(pid);
+  // A zombie has exited.
+  return fields === undefined || fields[0] === 'Z' ? undefined : fields[19];
 }
 
 /** Whether the process recorded as (pid, start) still runs. */
@@ -236,18 +253,30 @@ export class OciRuntime {
   }
 
   /**
+   * Writes the process spec of an exec into `scratch` (a directory of its
+   * own) and returns the command that runs it in container `id`: the pid of
+   * the process goes to `pidPath`, the runtime's own errors (JSON lines) to
+   * `logPath`.
+   */
+  async prepareExec(id: string, processSpec: object, scratch: string): Promise<ExecCommand> {
+    await mkdir(scratch, { recursive: true, mode: 0o700 });
+    const specPath = join(scratch, 'process.json');
+    const pidPath = join(scratch, 'pid');
+    const logPath = join(scratch, 'runtime.log');
+    await writeFile(specPath, JSON.stringify(processSpec));
+    return { binary: this.paths.binary, args: ['--root', this.paths.root, '--log', logPath, '--log-format', 'json', 'exec', '--process', specPath, '--pid-file', pidPath, id], pidPath, logPath };
+  }
+
+  /**
    * Runs a process in a running container and collects its output, each
    * stream capped at `maxOutput` bytes (the rest is read and dropped). After
    * `timeoutMs` (0: none) the process is killed and the call fails.
    */
   async exec(id: string, processSpec: object, scratch: string, timeoutMs: number, maxOutput: number): Promise<{ stdout: Buffer; stderr: Buffer; exitCode: number }> {
-    await mkdir(scratch, { recursive: true, mode: 0o700 });
-    const specPath = join(scratch, 'process.json');
-    const pidPath = join(scratch, 'pid');
-    await writeFile(specPath, JSON.stringify(processSpec));
+    const { binary, args, pidPath } = await this.prepareExec(id, processSpec, scratch);
     try {
       return await new Promise((resolve, reject) => {
-        const child = spawn(this.paths.binary, ['--root', this.paths.root, 'exec', '--process', specPath, '--pid-file', pidPath, id], { stdio: ['ignore', 'pipe', 'pipe'] });
+        const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
         const collect = (stream: NodeJS.ReadableStream) => {
           const chunks: Buffer[] = [];
           let size = 0;

@@ -15,6 +15,17 @@ export interface PodConnection {
   kill(): void;
 }
 
+/**
+ * Why `port` may not be forwarded — not a TCP port, or not among the ports
+ * the PortForward request named (when it named any) — or undefined.
+ * `shown` is how the client spelt it.
+ */
+export function portRefusal(port: number, allowed: number[], shown: string = String(port)): string | undefined {
+  if (!Number.isInteger(port) || port < 1 || port > 65535) return `port ${JSON.stringify(shown)} is not a TCP port (1-65535)`;
+  if (allowed.length > 0 && !allowed.includes(port)) return `port ${port} was not among the ports of the PortForward request (${allowed.join(', ')})`;
+  return undefined;
+}
+
 export function dialPod(netns: string | undefined, port: number): PodConnection {
   if (netns === undefined) {
     const socket = connect({ host: '127.0.0.1', port });

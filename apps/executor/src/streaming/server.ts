@@ -16,6 +16,7 @@ import type { Containers } from '../containers.js';
 import type { ExecutorContext } from '../context.js';
 import { newId, type Pods } from '../pods.js';
 import type { Channels, Outcome } from './channels.js';
+import { portRefusal } from './portforward.js';
 import { runAttach, runExec } from './sessions.js';
 import { SpdySession } from './spdy.js';
 import { portForwardProtocols, remoteCommandChannels, remoteCommandProtocols, servePortForward, type StdioWanted } from './spdy-streams.js';
@@ -50,7 +51,7 @@ export class StreamingServer {
     this.sessions = meter.createUpDownCounter('berth_streaming_sessions', { description: 'Exec, attach and port-forward connections being served' });
     this.app.all('/:kind/:token', async (req, reply) => {
       const { kind, token } = req.params as { kind: string; token: string };
-      if (!kinds.has(kind) || this.tokens.consume(token)?.kind !== kind) return reply.code(404).send({ error: 'unknown, used or expired streaming token' });
+      if (this.take(kind, token) === undefined) return reply.code(404).send({ error: 'unknown, used or expired streaming token' });
       return reply.code(400).send({ error: 'this URL needs an upgrade to SPDY/3.1 or WebSocket' });
     });
     this.app.server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
@@ -93,7 +94,10 @@ export class StreamingServer {
   async portForward(r: criV1.PortForwardRequest): Promise<criV1.PortForwardResponse> {
     const pod = this.pods.get(r.podSandboxId);
     if (!(await this.pods.ready(pod))) throw new FailedPreconditionError(`pod sandbox ${pod.id} is not ready`);
-    for (const p of r.port) if (!Number.isInteger(p) || p < 1 || p > 65535) throw new InvalidArgumentError(`port ${p} is not a TCP port (1-65535)`);
+    for (const p of r.port) {
+      const refusal = portRefusal(p, []);
+      if (refusal !== undefined) throw new InvalidArgumentError(refusal);
+    }
     return { url: this.issue({ kind: 'portforward', podId: pod.id, ports: r.port }, pod.id) };
   }
 
@@ -104,8 +108,21 @@ export class StreamingServer {
   }
 
   private issue(pending: Pending, owner: string): string {
-    if ((this.active.get(owner) ?? 0) >= this.ctx.config.streaming.maxStreamsPerContainer) throw new ResourceExhaustedError(`${owner} already has ${this.ctx.config.streaming.maxStreamsPerContainer} streaming sessions`);
+    const full = this.full(owner);
+    if (full !== undefined) throw new ResourceExhaustedError(full);
     return `${this.baseUrl}/${pending.kind}/${this.tokens.issue(pending)}`;
+  }
+
+  /** Why `owner` may not have another session, or undefined. */
+  private full(owner: string): string | undefined {
+    const limit = this.ctx.config.streaming.maxStreamsPerContainer;
+    return (this.active.get(owner) ?? 0) >= limit ? `${owner} already has ${limit} streaming sessions` : undefined;
+  }
+
+  /** The request a URL's token stands for, taken (a token is good once); undefined for a wrong kind or an unknown, used or expired token. */
+  private take(kind: string, token: string): Pending | undefined {
+    const pending = kinds.has(kind) ? this.tokens.consume(token) : undefined;
+    return pending?.kind === kind ? pending : undefined;
   }
 
   private pickWsProtocol(offered: Set<string>): string | false {
@@ -116,11 +133,11 @@ export class StreamingServer {
   private async upgrade(req: IncomingMessage, socket: Socket, head: Buffer): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://streaming');
     const [, kind = '', token = ''] = url.pathname.split('/');
-    const pending = kinds.has(kind) ? this.tokens.consume(token) : undefined;
-    if (pending === undefined || pending.kind !== kind) return refuse(socket, 404, 'unknown, used or expired streaming token');
+    const pending = this.take(kind, token);
+    if (pending === undefined) return refuse(socket, 404, 'unknown, used or expired streaming token');
     const owner = pending.kind === 'portforward' ? pending.podId : pending.containerId;
-    const limit = this.ctx.config.streaming.maxStreamsPerContainer;
-    if ((this.active.get(owner) ?? 0) >= limit) return refuse(socket, 429, `${owner} already has ${limit} streaming sessions`);
+    const full = this.full(owner);
+    if (full !== undefined) return refuse(socket, 429, full);
     this.active.set(owner, (this.active.get(owner) ?? 0) + 1);
     this.sessions.add(1, { kind });
     const release = () => {
@@ -167,9 +184,9 @@ export class StreamingServer {
     this.idle(socket);
     if (pending.kind === 'portforward') {
       const ports = portsOfQuery(query);
-      const allowed = pending.ports;
-      const bad = ports.find((p) => !Number.isInteger(p) || p < 1 || p > 65535 || (allowed.length > 0 && !allowed.includes(p)));
-      if (ports.length === 0 || bad !== undefined) return void ws.close(1008, ports.length === 0 ? 'no ports in the query' : `port ${bad} is not allowed`);
+      const refusal = ports.length === 0 ? 'no ports in the query' : ports.map((p) => portRefusal(p, pending.ports)).find((r) => r !== undefined);
+      // A close reason holds at most 123 bytes.
+      if (refusal !== undefined) return void ws.close(1008, refusal.slice(0, 120));
       return wsPortForward(ws, ports, this.netnsOf(pending.podId));
     }
     if (!wsRemoteCommandProtocols.includes(ws.protocol)) return void ws.close(1002, `exec and attach speak ${wsRemoteCommandProtocols.join(', ')}`);
@@ -182,9 +199,9 @@ export class StreamingServer {
       const c = await this.runningContainer(pending.containerId);
       if (pending.kind === 'exec') {
         const pod = this.pods.get(c.podId);
-        const runtime = this.ctx.runtimeFor(pod.runtimeHandler)!;
-        const target = { runtime: { binary: runtime.paths.binary, root: runtime.paths.root }, containerId: c.id, process: { ...c.process, args: pending.cmd }, scratch: join(this.ctx.paths.scratchDir, newId()), tty: pending.tty };
-        outcome = await runExec(target, channels);
+        const scratch = join(this.ctx.paths.scratchDir, newId());
+        const command = await this.ctx.runtimeFor(pod.runtimeHandler)!.prepareExec(c.id, { ...c.process, args: pending.cmd, terminal: pending.tty }, scratch);
+        outcome = await runExec({ command, scratch, tty: pending.tty }, channels);
       } else {
         outcome = await runAttach({ dir: c.dir, tty: c.tty }, channels);
       }

@@ -4,20 +4,18 @@
 // does, or when the client goes away: then nothing they started is left.
 import { spawn } from 'node:child_process';
 import { closeSync, constants, openSync } from 'node:fs';
-import { mkdir, open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { open, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { finished } from 'node:stream/promises';
 import pty from 'node-pty';
 import { SeqpacketSocket } from 'node-unix-socket';
+import { procStat, type ExecCommand } from '../runtime.js';
 import type { Channels, Outcome, TerminalSize } from './channels.js';
 
 export interface ExecTarget {
-  /** The OCI runtime binary and its --root. */
-  runtime: { binary: string; root: string };
-  containerId: string;
-  /** The process spec (args, env, cwd, user, terminal, …). */
-  process: Record<string, unknown>;
-  /** A directory of its own for the spec, pid and log files; removed at the end. */
+  /** The runtime's exec command (OciRuntime.prepareExec). */
+  command: ExecCommand;
+  /** The directory of its spec, pid and log files; removed at the end. */
   scratch: string;
   tty: boolean;
 }
@@ -27,8 +25,7 @@ async function killTree(pid: number): Promise<void> {
   const children = new Map<number, number[]>();
   for (const entry of await readdir('/proc').catch(() => [])) {
     if (!/^\d+$/.test(entry)) continue;
-    const stat = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
-    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    const ppid = Number((await procStat(Number(entry)))?.[1]);
     if (ppid > 0) children.set(ppid, [...(children.get(ppid) ?? []), Number(entry)]);
   }
   const all: number[] = [];
@@ -75,17 +72,12 @@ async function runtimeError(logPath: string): Promise<string> {
 
 /** Runs one exec session to its end and returns how it ended. */
 export async function runExec(target: ExecTarget, channels: Channels): Promise<Outcome> {
-  await mkdir(target.scratch, { recursive: true, mode: 0o700 });
-  const specPath = join(target.scratch, 'process.json');
-  const pidPath = join(target.scratch, 'pid');
-  const logPath = join(target.scratch, 'runtime.log');
-  const args = ['--root', target.runtime.root, '--log', logPath, '--log-format', 'json', 'exec', '--process', specPath, '--pid-file', pidPath, target.containerId];
+  const { binary, args, pidPath, logPath } = target.command;
   const size = target.tty ? await firstSize(channels, 250) : undefined;
-  await writeFile(specPath, JSON.stringify({ ...target.process, terminal: target.tty }));
   const onGone = () => void readFile(pidPath, 'utf8').then((pid) => killTree(Number(pid.trim())), () => undefined);
   channels.gone.addEventListener('abort', onGone);
   try {
-    const code = target.tty ? await execWithTerminal(target.runtime.binary, args, size, channels) : await execWithPipes(target.runtime.binary, args, channels);
+    const code = target.tty ? await execWithTerminal(binary, args, size, channels) : await execWithPipes(binary, args, channels);
     const started = await readFile(pidPath, 'utf8').then(
       () => true,
       () => false,

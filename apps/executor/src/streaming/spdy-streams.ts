@@ -4,7 +4,7 @@
 // per connection, paired by `requestid`.
 import type { Channels, Outcome } from './channels.js';
 import { encodeOutcome, ResizeFeed } from './channels.js';
-import { dialPod, type PodConnection } from './portforward.js';
+import { dialPod, portRefusal, type PodConnection } from './portforward.js';
 import type { SpdySession, SpdyStream } from './spdy.js';
 
 /** Remote-command protocols, most preferred first; v4 reports the outcome as a Status object. */
@@ -114,12 +114,9 @@ export function servePortForward(session: SpdySession, netns: string | undefined
 }
 
 function forward(data: SpdyStream, error: SpdyStream, port: number, netns: string | undefined, allowed: number[], open: Set<PodConnection>): void {
-  if (!Number.isInteger(port) || port < 1 || port > 65535) {
-    error.end(`invalid port ${JSON.stringify(data.headers['port'] ?? '')}`);
-    return void data.end();
-  }
-  if (allowed.length > 0 && !allowed.includes(port)) {
-    error.end(`port ${port} was not among the ports of the PortForward request (${allowed.join(', ')})`);
+  const refusal = portRefusal(port, allowed, data.headers['port'] ?? '');
+  if (refusal !== undefined) {
+    error.end(refusal);
     return void data.end();
   }
   const connection = dialPod(netns, port);

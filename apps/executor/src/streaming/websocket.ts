@@ -15,12 +15,15 @@ export const wsRemoteCommandProtocols = ['v5.channel.k8s.io', 'v4.channel.k8s.io
 export const wsPortForwardProtocols = ['v4.channel.k8s.io', 'portforward.k8s.io'];
 const closeSignal = 255;
 
+/** A message on `channel`. */
+const frame = (channel: number, data: Buffer): Buffer => Buffer.concat([Buffer.from([channel]), data]);
+
 /** A Writable sending each chunk as one message on `channel`; its callback waits for the socket. */
 function channelWriter(ws: WebSocket, channel: number): Writable {
   return new Writable({
     write(chunk: Buffer, _enc, cb) {
       if (ws.readyState !== ws.OPEN) return cb();
-      ws.send(Buffer.concat([Buffer.from([channel]), chunk]), { binary: true }, () => cb());
+      ws.send(frame(channel, chunk), { binary: true }, () => cb());
     },
   });
 }
@@ -52,7 +55,7 @@ export function wsRemoteCommandChannels(ws: WebSocket, wanted: StdioWanted): Cha
     finish(outcome: Outcome) {
       finished = true;
       if (ws.readyState !== ws.OPEN) return;
-      ws.send(Buffer.concat([Buffer.from([3]), encodeOutcome(outcome, true)!]), { binary: true });
+      ws.send(frame(3, encodeOutcome(outcome, true)!), { binary: true });
       ws.close(1000);
     },
   };
@@ -71,7 +74,7 @@ export function portsOfQuery(query: URLSearchParams): number[] {
 /** One TCP connection per port of the query, for the WebSocket's lifetime. */
 export function wsPortForward(ws: WebSocket, ports: number[], netns: string | undefined): Promise<void> {
   const connections: PodConnection[] = [];
-  const send = (channel: number, data: Buffer) => ws.readyState === ws.OPEN && ws.send(Buffer.concat([Buffer.from([channel]), data]), { binary: true });
+  const send = (channel: number, data: Buffer) => ws.readyState === ws.OPEN && ws.send(frame(channel, data), { binary: true });
   let open = ports.length;
   ports.forEach((port, i) => {
     const preamble = Buffer.alloc(2);
@@ -85,7 +88,7 @@ export function wsPortForward(ws: WebSocket, ports: number[], netns: string | un
       // Back-pressure: while the client's socket is behind, stop reading the pod until this message is out.
       const behind = ws.bufferedAmount > 1 << 20;
       if (behind) c.stream.pause();
-      ws.send(Buffer.concat([Buffer.from([2 * i]), d]), { binary: true }, () => behind && c.stream.resume());
+      ws.send(frame(2 * i, d), { binary: true }, () => behind && c.stream.resume());
     });
     c.stream.on('error', () => undefined);
     void c.ended.then((message) => {
