@@ -309,7 +309,8 @@ describe('streaming over SPDY, with kubectl through an API server that proxies a
     term.onData((d) => (out += d));
     const exited = new Promise<number>((resolve) => term.onExit((e) => resolve(e.exitCode)));
     await waitFor('the first size', () => (out.includes('30 100') ? true : undefined)).catch((e: Error) => {
-      throw new Error(`${e.message}: ${JSON.stringify(out)}`);
+      // What kubectl asked the CRI for tells a client-side TTY decision from a runtime one.
+      throw new Error(`${e.message}: ${JSON.stringify(out)}; CRI request ${JSON.stringify(api.calls.at(-1)?.request)}`);
     });
     term.resize(132, 43);
     await sleep(300);
