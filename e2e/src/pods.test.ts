@@ -114,6 +114,9 @@ describe('a pod with containers', () => {
     assert.ok(lines.some((l) => / stderr F oops$/.test(l)), log);
     assert.ok(lines.some((l) => / stdout F web$/.test(l)), 'the pod hostname');
     assert.ok(lines.some((l) => / stdout F nameserver 10\.96\.0\.10$/.test(l)), 'resolv.conf from DNSConfig');
+    // Exited, not yet removed: its rootfs is let go at once; its status stays.
+    await waitFor('the exited rootfs unmounted', async () => (readFileSync('/proc/mounts', 'utf8').includes(id) ? undefined : true));
+    assert.equal((await stack.cri.runtime.containerStatus({ containerId: id, verbose: false })).status?.exitCode, 3);
     await stack.cri.runtime.removeContainer({ containerId: id });
     await assert.rejects(stack.cri.runtime.containerStatus({ containerId: id, verbose: false }), category('not-found'));
     await stack.cri.runtime.removeContainer({ containerId: id }); // idempotent
@@ -159,6 +162,7 @@ describe('a pod with containers', () => {
     assert.equal(Buffer.from(echo.stdout).toString(), 'still here\n');
     const q = await exited(quitter);
     assert.equal(q.exitCode, 42, 'an exit during the outage is reported truly');
+    await waitFor('the rootfs of the exit during the outage unmounted', async () => (readFileSync('/proc/mounts', 'utf8').includes(quitter) ? undefined : true));
     const running = await stack.cri.runtime.listContainers({ filter: { id: '', state: undefined, podSandboxId: podId, labelSelector: {} } });
     assert.equal(running.containers.length, 2, 'nothing duplicated');
     await stack.cri.runtime.removeContainer({ containerId: quitter });

@@ -13,6 +13,7 @@ import { cgroupsPath, newId, nowNanos, podNamespaces, type Pods } from './pods.j
 import { InFlight } from './keyed.js';
 import { conmonControl } from './streaming/sessions.js';
 import type { ContainerRecord, PodRecord } from './records.js';
+import { unmount } from '@berth/native';
 import { mountRootfs, unmountRootfs } from './rootfs.js';
 import { processStart, stillRunning } from './runtime.js';
 import { resolveInRoot, resolveUser } from './user.js';
@@ -310,7 +311,27 @@ export class Containers {
     }
     await this.ctx.containerRecords.put(c);
     this.ctx.emit(c.id, c.podId, 'stopped');
+    void this.tearDown(c).catch((err: unknown) => this.ctx.logger.warn({ err, container: c.id }, 'tearing down an exited container'));
     return c;
+  }
+
+  private readonly tearingDown = new InFlight<void>();
+
+  /**
+   * What an exited container holds is let go as soon as it exits, as the
+   * kubelet may remove it much later: the runtime's state (and with it the
+   * cgroup) and the rootfs and volume mounts. The snapshots, with what the
+   * container wrote, stay until RemoveContainer.
+   */
+  private tearDown(c: ContainerRecord): Promise<void> {
+    if (c.tornDown === true || c.state !== 'exited') return Promise.resolve();
+    return this.tearingDown.run(c.id, async () => {
+      await this.runtime(this.ctx.pods.get(c.podId)).delete(c.id);
+      await unmount(join(c.dir, 'rootfs'));
+      for (const v of c.volumes ?? []) await unmount(v.target);
+      c.tornDown = true;
+      if (this.ctx.containerRecords.lookup(c.id) === c) await this.ctx.containerRecords.put(c);
+    });
   }
 
   /** Waits up to `ms` for the container's exit (conmon's exit file, or conmon gone). */
@@ -356,7 +377,7 @@ export class Containers {
       return; // idempotent
     }
     await this.stop(c.id, 0);
-    await this.runtime(this.ctx.pods.get(c.podId)).delete(c.id);
+    await this.tearDown(c);
     await unmountRootfs(this.ctx, c.snapshotKey, join(c.dir, 'rootfs'));
     for (const v of c.volumes ?? []) await unmountRootfs(this.ctx, v.key, v.target);
     await rm(join(this.runtime(this.ctx.pods.get(c.podId)).paths.exitDir, c.id), { force: true });
@@ -400,7 +421,11 @@ export class Containers {
 
   /** At start: containers that exited while the executor was down get their exit recorded (and published). */
   async recover(): Promise<void> {
-    for (const c of this.ctx.containerRecords.all()) await this.refresh(c).catch((err: unknown) => this.ctx.logger.warn({ err, container: c.id }, 'recovering a container'));
+    for (const c of this.ctx.containerRecords.all()) {
+      await this.refresh(c).catch((err: unknown) => this.ctx.logger.warn({ err, container: c.id }, 'recovering a container'));
+      // An exit recorded before a crash may not have been torn down yet.
+      await this.tearDown(c).catch((err: unknown) => this.ctx.logger.warn({ err, container: c.id }, 'tearing down an exited container'));
+    }
   }
 
   async stopAllOf(podId: string): Promise<void> {

@@ -14,6 +14,7 @@ import { InFlight } from './keyed.js';
 import { buildSpec } from './oci-spec.js';
 import { validateSysctls } from './oci-spec.js';
 import type { PodRecord } from './records.js';
+import { mount, unmount } from '@berth/native';
 import { mountRootfs, unmountRootfs } from './rootfs.js';
 import { processStart, run, stillRunning } from './runtime.js';
 
@@ -73,7 +74,7 @@ async function pinNamespaces(ctx: ExecutorContext, pod: PodRecord): Promise<void
 }
 
 async function unpinNamespaces(ctx: ExecutorContext, pod: PodRecord): Promise<void> {
-  for (const p of Object.values(pod.namespacePaths)) await run('umount', [p]).catch(() => undefined);
+  for (const p of Object.values(pod.namespacePaths)) await unmount(p).catch(() => undefined);
   await rm(join(ctx.paths.nsDir, pod.id), { recursive: true, force: true });
 }
 
@@ -174,8 +175,8 @@ export class Pods {
         await writePodFiles(pod, config.dnsConfig);
         if (!hostIpc) {
           await mkdir(join(dir, 'shm'), { mode: 0o1777 });
-          await run('mount', ['-t', 'tmpfs', '-o', 'nosuid,nodev,noexec,mode=1777,size=65536k', 'shm', join(dir, 'shm')]);
-          undo.push(() => run('umount', [join(dir, 'shm')]));
+          await mount('shm', join(dir, 'shm'), 'tmpfs', ['nosuid', 'nodev', 'noexec', 'mode=1777', 'size=65536k']);
+          undo.push(() => unmount(join(dir, 'shm')));
         }
       });
       // The pause container.
@@ -236,6 +237,8 @@ export class Pods {
     const pod = this.ctx.pods.get(id);
     if (pod === undefined) return; // idempotent: a pod that is gone is stopped
     await this.ctx.containers.stopAllOf(pod.id);
+    // Recorded as stopped only once every step below is done: nothing is left to undo.
+    if (pod.state === 'notready') return;
     const runtime = this.ctx.runtimeFor(pod.runtimeHandler)!;
     await runtime.kill(pod.id, 'KILL').catch(() => undefined);
     await runtime.delete(pod.id);
@@ -244,7 +247,7 @@ export class Pods {
       if (network !== undefined && pod.namespacePaths.net) await cniDel(network, cniArgs(pod), this.ctx.config.cni.binDirs, pod.cniResult);
     }
     await unpinNamespaces(this.ctx, pod);
-    await run('umount', [join(pod.dir, 'shm')]).catch(() => undefined);
+    await unmount(join(pod.dir, 'shm')).catch(() => undefined);
     const wasReady = pod.state === 'ready';
     pod.state = 'notready';
     delete pod.cniResult;

@@ -61,6 +61,8 @@ export interface ContainerRecord {
   mounts: { containerPath: string; hostPath: string; readonly: boolean; propagation: number }[];
   dir: string;
   snapshotKey: string;
+  /** Set once an exited container's runtime state is deleted and its rootfs and volumes unmounted (their snapshots stay until RemoveContainer). */
+  tornDown?: boolean;
   /** Image volumes: read-only snapshot views mounted under the container's directory. */
   volumes?: { key: string; target: string }[];
   stopSignal: string;

@@ -3,7 +3,7 @@
 import { mkdir, rmdir } from 'node:fs/promises';
 import { InternalError, isCategory } from '@berth/errors';
 import type { ExecutorContext } from './context.js';
-import { run } from './runtime.js';
+import { mount, unmount } from '@berth/native';
 
 /** Mounts a writable snapshot on `parent` at `target`, or with `readonly` a read-only view of it (an image volume). */
 export async function mountRootfs(ctx: ExecutorContext, key: string, parent: string, target: string, readonly = false): Promise<void> {
@@ -19,11 +19,7 @@ export async function mountRootfs(ctx: ExecutorContext, key: string, parent: str
   const m = mounts[0];
   if (m === undefined) throw new InternalError(`the store gave no mounts for snapshot ${key}`);
   try {
-    if (m.type === 'bind') {
-      await run('mount', ['--bind', m.source, target]);
-      if (readonly) await run('mount', ['-o', 'remount,bind,ro', target]);
-    }
-    else await run('mount', ['-t', m.type, '-o', m.options.join(','), m.source, target]);
+    await mount(m.source, target, m.type, readonly ? [...m.options.filter((o) => o !== 'rw'), 'ro'] : m.options);
   } catch (err) {
     await ctx.store.snapshots.remove(key).catch(() => undefined);
     throw err;
@@ -32,10 +28,7 @@ export async function mountRootfs(ctx: ExecutorContext, key: string, parent: str
 
 /** Unmounts and removes the snapshot; a rootfs already gone is fine. */
 export async function unmountRootfs(ctx: ExecutorContext, key: string, target: string): Promise<void> {
-  await run('umount', [target]).catch(async () => {
-    // Busy (a process of the container still dying): detach it; the kernel frees it when the last user goes.
-    await run('umount', ['-l', target]).catch(() => undefined);
-  });
+  await unmount(target).catch(() => undefined);
   await rmdir(target).catch(() => undefined);
   await ctx.store.snapshots.remove(key).catch((err: unknown) => {
     if (!isCategory(err, 'not-found')) throw err;

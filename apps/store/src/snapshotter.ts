@@ -1,4 +1,4 @@
-import { mkdir, readdir, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from '@berth/errors';
 import type { Db } from '@berth/db';
@@ -12,6 +12,8 @@ export interface OverlaySnapshotterDeps {
   root: string;
   gcLock: RwLock;
   addLeaseResource(leaseId: string, kind: 'snapshot', ref: string): Promise<void>;
+  /** Told after a snapshot is added, committed or removed (the store's usage totals change). */
+  changed?(): void;
 }
 
 interface Row {
@@ -124,6 +126,7 @@ export class OverlaySnapshotter implements Snapshotter {
         await mkdir(join(dir, 'fs'), { recursive: true, mode: 0o755 });
         await mkdir(join(dir, 'work'), { mode: 0o700 });
         const row = await this.deps.db.snapshot.create({ data: { key, dirId, kind, parent: parent === '' || parent === undefined ? null : parent, labels: JSON.stringify(labels) } });
+        this.deps.changed?.();
         return this.mountsOf(row);
       }),
     );
@@ -158,6 +161,7 @@ export class OverlaySnapshotter implements Snapshotter {
           where: { key },
           data: { key: name, kind: 'committed', labels: JSON.stringify(merged), size: BigInt(usage.bytes), inodes: BigInt(usage.inodes), ...(parent === undefined ? {} : { parent }) },
         });
+        this.deps.changed?.();
         await rm(join(this.dir(row.dirId), 'work'), { recursive: true, force: true });
         return toInfo(updated);
       }),
@@ -170,7 +174,17 @@ export class OverlaySnapshotter implements Snapshotter {
       const children = await this.deps.db.snapshot.count({ where: { parent: key } });
       if (children > 0) throw new FailedPreconditionError(`snapshot ${key} has ${children} children`);
       await this.deps.db.snapshot.delete({ where: { key } });
-      await rm(this.dir(row.dirId), { recursive: true, force: true });
+      this.deps.changed?.();
+      // The directory is renamed aside and deleted in the background: a
+      // container that wrote gigabytes is removed as fast as an empty one. A
+      // crash before the delete ends leaves a directory without a record,
+      // which reconcile() removes at the next start.
+      const aside = join(this.deps.root, `removed-${row.dirId}`);
+      const gone = await rename(this.dir(row.dirId), aside).then(
+        () => aside,
+        (err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? undefined : this.dir(row.dirId)),
+      );
+      if (gone !== undefined) void rm(gone, { recursive: true, force: true }).catch(() => undefined);
     });
   }
 

@@ -1,11 +1,15 @@
 /*
- * @berth/native: the filesystem calls Node lacks, for building overlayfs
- * snapshots from image layers: mknod(2) and the l*xattr(2) family.
+ * @berth/native: the filesystem calls Node lacks: for building overlayfs
+ * snapshots from image layers, mknod(2) and the l*xattr(2) family; for
+ * mounting root filesystems, pod namespaces and /dev/shm, mount(2) and
+ * umount2(2).
  *
  * Plain Node-API (NAPI_VERSION 8, set in binding.gyp), no libuv and no
  * node-addon-api, so the addon is ABI-stable across Node releases.
  *
- * All calls are synchronous (like fs.*Sync). Errors mirror Node's fs errors:
+ * mknod and the xattr calls are synchronous (like fs.*Sync); mount and
+ * umount2 run on Node's thread pool and return promises, as an unmount of
+ * overlayfs syncs its upper filesystem and may take a while. Errors mirror Node's fs errors:
  * an Error with code ('EEXIST'), errno (negative, as Node reports it),
  * syscall and path, and the message "EEXIST: file already exists, mknod '/x'".
  * Bad argument types throw TypeError (code ERR_INVALID_ARG_TYPE); a path or
@@ -24,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/types.h>
@@ -88,9 +93,10 @@ static const struct {
   {EDQUOT, "EDQUOT", "disk quota exceeded"},
 };
 
-/* Throws a Node-style system error. path_value is the caller's JS string. */
-static void throw_errno(napi_env env, int err, const char *syscall, napi_value path_value,
-                        const char *path) {
+/* Makes a Node-style system error (NULL with an exception pending, or none,
+ * when even that fails). path_value is the caller's JS string. */
+static napi_value errno_error(napi_env env, int err, const char *syscall, napi_value path_value,
+                              const char *path) {
   const char *code = NULL;
   const char *msg = NULL;
   for (size_t i = 0; i < sizeof errno_table / sizeof errno_table[0]; i++) {
@@ -110,10 +116,7 @@ static void throw_errno(napi_env env, int err, const char *syscall, napi_value p
   /* "<CODE>: <msg>, <syscall> '<path>'" */
   size_t len = strlen(code) + strlen(msg) + strlen(syscall) + strlen(path) + 16;
   char *text = malloc(len);
-  if (text == NULL) {
-    napi_throw_error(env, code, msg);
-    return;
-  }
+  if (text == NULL) return NULL;
   snprintf(text, len, "%s: %s, %s '%s'", code, msg, syscall, path);
 
   napi_value code_v, msg_v, error, errno_v, syscall_v;
@@ -126,13 +129,20 @@ static void throw_errno(napi_env env, int err, const char *syscall, napi_value p
             napi_set_named_property(env, error, "syscall", syscall_v) == napi_ok &&
             napi_set_named_property(env, error, "path", path_value) == napi_ok;
   free(text);
-  if (ok) {
+  return ok ? error : NULL;
+}
+
+/* Throws a Node-style system error. */
+static void throw_errno(napi_env env, int err, const char *syscall, napi_value path_value,
+                        const char *path) {
+  napi_value error = errno_error(env, err, syscall, path_value, path);
+  if (error != NULL) {
     napi_throw(env, error);
-  } else {
-    bool pending = false;
-    napi_is_exception_pending(env, &pending);
-    if (!pending) napi_throw_error(env, code, msg);
+    return;
   }
+  bool pending = false;
+  napi_is_exception_pending(env, &pending);
+  if (!pending) napi_throw_error(env, "UNKNOWN", "a system call failed");
 }
 
 /* ------------------------------------------------------------- arguments */
@@ -358,6 +368,126 @@ static napi_value Lremovexattr(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* ---------------------------------------------------- mount and umount2 */
+
+/* One mount(2) or umount2(2) call, run on the thread pool. */
+typedef struct {
+  napi_async_work work;
+  napi_deferred deferred;
+  bool is_umount;
+  char *source, *target, *fstype, *data;
+  unsigned long flags;
+  int err;
+} mount_call;
+
+static void mount_call_free(mount_call *c) {
+  free(c->source);
+  free(c->target);
+  free(c->fstype);
+  free(c->data);
+  free(c);
+}
+
+static void mount_execute(napi_env env, void *p) {
+  mount_call *c = p;
+  int rc = c->is_umount ? umount2(c->target, (int)c->flags)
+                        : mount(c->source, c->target, c->fstype, c->flags, c->data);
+  c->err = rc == 0 ? 0 : errno;
+}
+
+static void mount_complete(napi_env env, napi_status status, void *p) {
+  mount_call *c = p;
+  napi_value value = NULL;
+  if (status == napi_ok && c->err == 0) {
+    napi_get_undefined(env, &value);
+    napi_resolve_deferred(env, c->deferred, value);
+  } else {
+    napi_value path_value = NULL;
+    if (napi_create_string_utf8(env, c->target, NAPI_AUTO_LENGTH, &path_value) == napi_ok) {
+      value = errno_error(env, status == napi_ok ? c->err : ECANCELED, c->is_umount ? "umount2" : "mount", path_value, c->target);
+    }
+    if (value == NULL) {
+      bool pending = false;
+      napi_is_exception_pending(env, &pending);
+      if (pending) napi_get_and_clear_last_exception(env, &value);
+      else napi_create_string_utf8(env, "mount call failed", NAPI_AUTO_LENGTH, &value);
+    }
+    napi_reject_deferred(env, c->deferred, value);
+  }
+  napi_delete_async_work(env, c->work);
+  mount_call_free(c);
+}
+
+/* An optional string argument: null or undefined read as NULL. */
+static bool get_optional_cstring(napi_env env, napi_value v, const char *what, char **out) {
+  napi_valuetype t;
+  if (napi_typeof(env, v, &t) != napi_ok) return false;
+  if (t == napi_null || t == napi_undefined) {
+    *out = NULL;
+    return true;
+  }
+  return get_cstring(env, v, what, out);
+}
+
+static napi_value queue_mount_call(napi_env env, mount_call *c) {
+  napi_value promise = NULL, name;
+  if (napi_create_string_utf8(env, c->is_umount ? "berth:umount2" : "berth:mount", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+      napi_create_promise(env, &c->deferred, &promise) != napi_ok) {
+    mount_call_free(c);
+    napi_throw_error(env, NULL, "cannot make the promise of a mount call");
+    return NULL;
+  }
+  if (napi_create_async_work(env, NULL, name, mount_execute, mount_complete, c, &c->work) != napi_ok ||
+      napi_queue_async_work(env, c->work) != napi_ok) {
+    /* Cannot happen short of memory exhaustion; the promise is then never settled. */
+    mount_call_free(c);
+    napi_throw_error(env, NULL, "cannot queue a mount call");
+    return NULL;
+  }
+  return promise;
+}
+
+/* mount(source | null, target, fstype | null, flags, data | null) -> Promise<void> */
+static napi_value Mount(napi_env env, napi_callback_info info) {
+  napi_value argv[5];
+  if (!get_args(env, info, 5, argv)) return NULL;
+  mount_call *c = calloc(1, sizeof *c);
+  if (c == NULL) {
+    napi_throw_error(env, "ENOMEM", "out of memory");
+    return NULL;
+  }
+  unsigned int flags;
+  if (!get_optional_cstring(env, argv[0], "source", &c->source) ||
+      !get_cstring(env, argv[1], "target", &c->target) ||
+      !get_optional_cstring(env, argv[2], "fstype", &c->fstype) ||
+      !get_uint(env, argv[3], "flags", 4294967295.0, &flags) ||
+      !get_optional_cstring(env, argv[4], "data", &c->data)) {
+    mount_call_free(c);
+    return NULL;
+  }
+  c->flags = flags;
+  return queue_mount_call(env, c);
+}
+
+/* umount2(target, flags) -> Promise<void> */
+static napi_value Umount2(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (!get_args(env, info, 2, argv)) return NULL;
+  mount_call *c = calloc(1, sizeof *c);
+  if (c == NULL) {
+    napi_throw_error(env, "ENOMEM", "out of memory");
+    return NULL;
+  }
+  unsigned int flags;
+  if (!get_cstring(env, argv[0], "target", &c->target) || !get_uint(env, argv[1], "flags", 0xff, &flags)) {
+    mount_call_free(c);
+    return NULL;
+  }
+  c->is_umount = true;
+  c->flags = flags;
+  return queue_mount_call(env, c);
+}
+
 /* ------------------------------------------------------------------ init */
 
 static napi_value set_fn(napi_env env, napi_value exports, const char *name, napi_callback cb) {
@@ -380,6 +510,8 @@ NAPI_MODULE_INIT() {
       !set_fn(env, exports, "lgetxattr", Lgetxattr) ||
       !set_fn(env, exports, "llistxattr", Llistxattr) ||
       !set_fn(env, exports, "lremovexattr", Lremovexattr) ||
+      !set_fn(env, exports, "mount", Mount) ||
+      !set_fn(env, exports, "umount2", Umount2) ||
       !set_int(env, exports, "S_IFCHR", S_IFCHR) ||
       !set_int(env, exports, "S_IFBLK", S_IFBLK) ||
       !set_int(env, exports, "S_IFIFO", S_IFIFO)) {

@@ -1,9 +1,11 @@
 /**
- * @berth/native: the filesystem calls Node lacks, for building overlayfs
- * snapshots from image layers. A small Node-API addon (csrc/berth_native.c)
+ * @berth/native: the filesystem calls Node lacks: for building overlayfs
+ * snapshots from image layers, and for mounting root filesystems, pinned
+ * namespaces and /dev/shm. A small Node-API addon (csrc/berth_native.c)
  * built by the nx `build` target into build/Release/berth_native.node.
  *
- * Every call is synchronous, like `fs.*Sync`. System errors are thrown the way
+ * Every call is synchronous, like `fs.*Sync`, but {@link mount} and
+ * {@link unmount}, which run on Node's thread pool. System errors are thrown the way
  * Node's fs throws them: an `Error` whose message reads
  * `EEXIST: file already exists, mknod '/x'`, with `code` (the errno name),
  * `errno` (negative, as Node reports it), `syscall` and `path` — see
@@ -20,7 +22,7 @@ export interface NativeFsError extends Error {
   code: string;
   /** Negative errno, e.g. -17 for EEXIST, as in Node's fs errors. */
   errno: number;
-  /** The failing call: 'mknod', 'lsetxattr', 'lgetxattr', 'llistxattr' or 'lremovexattr'. */
+  /** The failing call: 'mknod', 'lsetxattr', 'lgetxattr', 'llistxattr', 'lremovexattr', 'mount' or 'umount2'. */
   syscall: string;
   /** The path the call was made on. */
   path: string;
@@ -32,6 +34,8 @@ interface Binding {
   lgetxattr(path: string, name: string): Buffer | undefined;
   llistxattr(path: string): string[];
   lremovexattr(path: string, name: string): void;
+  mount(source: string | null, target: string, fstype: string | null, flags: number, data: string | null): Promise<void>;
+  umount2(target: string, flags: number): Promise<void>;
   S_IFCHR: number;
   S_IFBLK: number;
   S_IFIFO: number;
@@ -145,4 +149,68 @@ export const OVERLAY_OPAQUE_XATTR = 'trusted.overlay.opaque';
  */
 export function setOverlayOpaque(dir: string): void {
   binding.lsetxattr(dir, OVERLAY_OPAQUE_XATTR, Buffer.from('y'));
+}
+
+const MS_RDONLY = 0x1;
+const MS_NOSUID = 0x2;
+const MS_NODEV = 0x4;
+const MS_NOEXEC = 0x8;
+const MS_REMOUNT = 0x20;
+const MS_BIND = 0x1000;
+const MS_REC = 0x4000;
+const MNT_DETACH = 0x2;
+
+const flagWords: Record<string, number> = { ro: MS_RDONLY, rw: 0, nosuid: MS_NOSUID, nodev: MS_NODEV, noexec: MS_NOEXEC, bind: MS_BIND, rbind: MS_BIND | MS_REC };
+
+/**
+ * Mounts `source` on `target` with mount(2), on Node's thread pool (a
+ * mount(8) process per mount costs 10–25 ms; the call, well under one).
+ * `options` are as mount(8) takes them: the flag words (ro, rw, nosuid,
+ * nodev, noexec, bind, rbind) become flags, the rest (`lowerdir=…`,
+ * `mode=…`) the filesystem's data. A bind mount with flags is a bind then a
+ * remount, as the kernel wants it; a failed remount undoes the bind.
+ *
+ * @throws {NativeFsError} e.g. ENOENT (no target), ENODEV (no such filesystem), EPERM.
+ */
+export async function mount(source: string, target: string, type: string, options: readonly string[]): Promise<void> {
+  let flags = 0;
+  const data: string[] = [];
+  for (const o of options) {
+    const f = flagWords[o];
+    if (f === undefined) data.push(o);
+    else flags |= f;
+  }
+  if ((flags & MS_BIND) === 0) {
+    await binding.mount(source, target, type, flags, data.length > 0 ? data.join(',') : null);
+    return;
+  }
+  await binding.mount(source, target, null, flags & (MS_BIND | MS_REC), null);
+  const rest = flags & ~(MS_BIND | MS_REC);
+  if (rest === 0) return;
+  try {
+    await binding.mount(null, target, null, MS_REMOUNT | MS_BIND | rest, null);
+  } catch (err) {
+    await unmount(target).catch(() => undefined);
+    throw err;
+  }
+}
+
+/**
+ * Unmounts `target` with umount2(2), on Node's thread pool. Resolves false
+ * when nothing is mounted there or the path is gone. A busy mount (a process
+ * still using it) is detached: the kernel frees it when its last user goes.
+ *
+ * @throws {NativeFsError} e.g. EPERM.
+ */
+export async function unmount(target: string): Promise<boolean> {
+  try {
+    await binding.umount2(target, 0);
+    return true;
+  } catch (err) {
+    const code = (err as NativeFsError).code;
+    if (code === 'EINVAL' || code === 'ENOENT') return false;
+    if (code !== 'EBUSY') throw err;
+    await binding.umount2(target, MNT_DETACH);
+    return true;
+  }
 }

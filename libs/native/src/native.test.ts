@@ -4,7 +4,7 @@
 // /tmp may be a tmpfs, which can lack trusted.* / user.* xattr support.
 import { strict as assert } from 'node:assert';
 import { execFileSync } from 'node:child_process';
-import { lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { constants } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -19,7 +19,9 @@ import {
   lsetxattr,
   makeOverlayWhiteout,
   mknod,
+  mount,
   setOverlayOpaque,
+  unmount,
 } from './index.js';
 
 const isRoot = process.getuid?.() === 0;
@@ -214,5 +216,59 @@ test('overlayfs honours a whiteout and an opaque directory made here', rootOnly,
     assert.deepEqual(readdirSync(join(merged, 'merged-dir')).sort(), ['lower-only', 'upper-only']);
   } finally {
     execFileSync('umount', [merged]);
+  }
+});
+
+/** "<type> <options>" of what /proc/mounts shows at `target`, '' when nothing is. */
+const mounted = (target: string) =>
+  readFileSync('/proc/mounts', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' '))
+    .filter((f) => f[1] === target)
+    .map((f) => `${f[2]} ${f[3]}`)
+    .join('\n');
+
+test('mount and unmount: a tmpfs with flags and data, a read-only bind, errors named as Node names them', rootOnly, async () => {
+  const tmp = join(dir, 'tmpfs');
+  mkdirSync(tmp);
+  await mount('shm', tmp, 'tmpfs', ['nosuid', 'nodev', 'noexec', 'mode=1777', 'size=1m']);
+  const seen = mounted(tmp);
+  assert.match(seen, /^tmpfs /);
+  for (const o of ['nosuid', 'nodev', 'noexec', 'size=1024k']) assert.ok(seen.split(/[ ,]/).includes(o), `${o} in ${seen}`);
+  assert.equal(statSync(tmp).mode & 0o7777, 0o1777);
+
+  const src = join(dir, 'bind-source');
+  const ro = join(dir, 'bind-ro');
+  mkdirSync(src);
+  mkdirSync(ro);
+  writeFileSync(join(src, 'f'), 'x');
+  await mount(src, ro, 'bind', ['rbind', 'ro']);
+  assert.ok(mounted(ro).split(/[ ,]/).includes('ro'));
+  assert.throws(() => writeFileSync(join(ro, 'g'), 'y'), (e: NodeJS.ErrnoException) => e.code === 'EROFS');
+  writeFileSync(join(src, 'g'), 'y'); // the source stays writable
+
+  assert.equal(await unmount(ro), true);
+  assert.equal(await unmount(tmp), true);
+  assert.equal(await unmount(tmp), false, 'nothing mounted there any more');
+  assert.equal(await unmount(join(dir, 'no-such-dir')), false);
+  assert.deepEqual(readdirSync(ro), []);
+
+  const missing = join(dir, 'missing');
+  await assert.rejects(mount('shm', missing, 'tmpfs', []), systemError('ENOENT', 'mount', missing));
+  await assert.rejects(mount('x', tmp, 'no-such-filesystem', []), systemError('ENODEV', 'mount', tmp));
+  await assert.rejects(mount('x', `${tmp}\0/etc`, 'tmpfs', []), (e: Error & { code?: string }) => e instanceof TypeError && e.code === 'ERR_INVALID_ARG_VALUE');
+});
+
+test('a busy mount is detached rather than left behind', rootOnly, async () => {
+  const tmp = join(dir, 'busy');
+  mkdirSync(tmp);
+  await mount('busy', tmp, 'tmpfs', ['size=1m']);
+  writeFileSync(join(tmp, 'held'), 'x');
+  const holder = await import('node:fs/promises').then((fs) => fs.open(join(tmp, 'held'), 'r'));
+  try {
+    assert.equal(await unmount(tmp), true);
+    assert.equal(mounted(tmp), '', 'gone from the mount table');
+  } finally {
+    await holder.close();
   }
 });
