@@ -254,6 +254,7 @@ export async function benchCri(options: { quick: boolean }): Promise<{ results: 
       resources[p.name].perPodHelperRssMiB = rssBytes(p.helperPids()) / 2 ** 20 / podCount;
       resources[p.name].perPodDaemonRssMiB = (rssBytes(p.daemonPids()) / 2 ** 20 - resources[p.name].idleRssMiB) / podCount;
     }
+    windows['polling'] = [Date.now(), Infinity];
     for (const p of peers) {
       const pids = () => [...p.daemonPids(), ...p.helperPids()];
       const cpuBefore = cpuSeconds(pids());
@@ -272,6 +273,7 @@ export async function benchCri(options: { quick: boolean }): Promise<{ results: 
       resources[p.name].pollingCpuSeconds = cpuSeconds(pids()) - cpuBefore;
       resources[p.name].pollingSeconds = pollSeconds;
     }
+    windows['polling'][1] = Date.now();
     for (const p of peers) for (const id of running.get(p.name) ?? []) await p.cri.runtime.removePodSandbox({ podSandboxId: id });
   } finally {
     await proxy.stop();
@@ -285,6 +287,10 @@ export async function benchCri(options: { quick: boolean }): Promise<{ results: 
     breakdown(collector.spans, 'RunPodSandbox', ...windows['pods']!),
     breakdown(collector.spans, 'CreateContainer', ...windows['containers']!),
     breakdown(collector.spans, 'StartContainer', ...windows['containers']!),
+    breakdown(collector.spans, 'ContainerStatus', ...windows['containers']!),
+    breakdown(collector.spans, 'StopContainer', ...windows['containers']!),
+    breakdown(collector.spans, 'RemoveContainer', ...windows['containers']!),
+    breakdown(collector.spans, 'ImageFsInfo', ...windows['polling']!),
     breakdown(collector.spans, 'PullImage', ...windows['big pull']!),
   ].filter((b): b is Breakdown => b !== undefined);
 

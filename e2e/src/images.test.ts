@@ -138,9 +138,20 @@ describe('pulling from a registry', () => {
     assert.ok(fs.imageFilesystems[0]?.fsId?.mountpoint.startsWith('/'));
   });
 
-  test('a second pull of the same image is served from the store', async () => {
+  test('a second pull of the same image is served from the store; a tag moved to another image pulls that one', async () => {
     const { imageRef } = await stack.cri.image.pullImage({ image: imageSpec(name()), auth: undefined, sandboxConfig: undefined });
     assert.equal(imageRef, image.configDigest);
+    // The tag now names another image (one more layer): the re-pull must not answer with the old one.
+    const moved = await buildImage({ layers: [lower, upper, [{ type: 'file', path: '/etc/moved', content: 'yes' }]], config: { Cmd: ['/bin/sh'], Env: ['PATH=/bin'] } });
+    await pushImage(registry.url, 'test/busybox', 'moving', image);
+    const moving = `${registry.host}/test/busybox:moving`;
+    assert.equal((await stack.cri.image.pullImage({ image: imageSpec(moving), auth: undefined, sandboxConfig: undefined })).imageRef, image.configDigest);
+    await pushImage(registry.url, 'test/busybox', 'moving', moved);
+    assert.equal((await stack.cri.image.pullImage({ image: imageSpec(moving), auth: undefined, sandboxConfig: undefined })).imageRef, moved.configDigest);
+    const status = await stack.cri.image.imageStatus({ image: imageSpec(moving), verbose: false });
+    assert.equal(status.image?.id, moved.configDigest);
+    assert.ok(!(await stack.cri.image.imageStatus({ image: imageSpec(image.configDigest), verbose: false })).image?.repoTags.includes(moving), 'the tag left the old image');
+    await stack.cri.image.removeImage({ image: imageSpec(moved.configDigest) });
   });
 
   test('bad references and missing images get clear errors', async () => {
@@ -165,8 +176,11 @@ describe('pulling from a registry', () => {
     const { execFile } = await import('node:child_process');
     const { promisify } = await import('node:util');
     const ctl = (...args: string[]) => promisify(execFile)(process.execPath, [join(import.meta.dirname, '../../apps/berthctl/dist/main.js'), '-r', stack.socket, ...args]);
-    const pulled = await ctl('pull', name());
+    // A name not pulled yet (its layers are here): every layer reports its progress.
+    await pushImage(registry.url, 'test/busybox', 'ctl', image);
+    const pulled = await ctl('pull', `${registry.host}/test/busybox:ctl`);
     assert.match(pulled.stdout, new RegExp(`Image is up to date for ${image.configDigest}`));
+    assert.match((await ctl('pull', name())).stdout, new RegExp(`Image is up to date for ${image.configDigest}`));
     for (const layer of image.manifest.layers) assert.match(pulled.stderr, new RegExp(`^${layer.digest.slice(7, 19)}: done`, 'm'), `progress for every layer:\n${pulled.stderr}`);
     const table = (await ctl('images')).stdout;
     assert.match(table, /^IMAGE\s+TAG\s+IMAGE ID\s+SIZE$/m);
@@ -176,6 +190,7 @@ describe('pulling from a registry', () => {
     assert.equal(inspected.info.info.manifestDigest, image.manifestDigest);
     const fs = JSON.parse((await ctl('imagefsinfo')).stdout) as { imageFilesystems: Array<{ usedBytes: { value: string } }> };
     assert.ok(Number(fs.imageFilesystems[0]?.usedBytes.value) > 0);
+    await ctl('rmi', `${registry.host}/test/busybox:ctl`);
   });
 
   test('RemoveImage by tag, then by id; removing again succeeds', async () => {

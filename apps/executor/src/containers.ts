@@ -325,13 +325,15 @@ export class Containers {
    */
   private tearDown(c: ContainerRecord): Promise<void> {
     if (c.tornDown === true || c.state !== 'exited') return Promise.resolve();
-    return this.tearingDown.run(c.id, async () => {
-      await this.runtime(this.ctx.pods.get(c.podId)).delete(c.id);
-      await unmount(join(c.dir, 'rootfs'));
-      for (const v of c.volumes ?? []) await unmount(v.target);
-      c.tornDown = true;
-      if (this.ctx.containerRecords.lookup(c.id) === c) await this.ctx.containerRecords.put(c);
-    });
+    return this.tearingDown.run(c.id, () =>
+      inSpan('container: tear down', async () => {
+        await inSpan('container: runc delete', () => this.runtime(this.ctx.pods.get(c.podId)).delete(c.id));
+        await unmount(join(c.dir, 'rootfs'));
+        for (const v of c.volumes ?? []) await unmount(v.target);
+        c.tornDown = true;
+        if (this.ctx.containerRecords.lookup(c.id) === c) await this.ctx.containerRecords.put(c);
+      }),
+    );
   }
 
   /** Waits up to `ms` for the container's exit (conmon's exit file, or conmon gone). */
@@ -378,8 +380,10 @@ export class Containers {
     }
     await this.stop(c.id, 0);
     await this.tearDown(c);
-    await unmountRootfs(this.ctx, c.snapshotKey, join(c.dir, 'rootfs'));
-    for (const v of c.volumes ?? []) await unmountRootfs(this.ctx, v.key, v.target);
+    await inSpan('container: remove snapshots', async () => {
+      await unmountRootfs(this.ctx, c.snapshotKey, join(c.dir, 'rootfs'));
+      for (const v of c.volumes ?? []) await unmountRootfs(this.ctx, v.key, v.target);
+    });
     await rm(join(this.runtime(this.ctx.pods.get(c.podId)).paths.exitDir, c.id), { force: true });
     await rm(c.dir, { recursive: true, force: true });
     await this.ctx.containerRecords.delete(c.id);

@@ -107,7 +107,33 @@ export class Puller {
 
   pull(image: string, options: PullOptions = {}): Promise<PullResult> {
     const ref = parseReference(image);
-    return this.once(formatReference(ref), () => inSpan('pull: resolve manifest', () => this.resolve(ref, options.auth)).then(({ client, top }) => this.doPull(ref, client, top)));
+    return this.once(formatReference(ref), async () => {
+      const { client, top } = await inSpan('pull: resolve manifest', () => this.resolve(ref, options.auth));
+      return (await this.alreadyPulled(ref, top)) ?? this.doPull(ref, client, top);
+    });
+  }
+
+  /**
+   * A pull of an image that is here already, by this name and with the
+   * manifest the registry names now (the kubelet's re-pull of an
+   * `Always` image): answered from the image record, with no lease, blob or
+   * snapshot work. Anything else (a new manifest, a name not recorded yet,
+   * a document the full path should judge) takes the full path.
+   */
+  private async alreadyPulled(ref: ImageReference, top: { bytes: Buffer; digest: string; mediaType: string }): Promise<PullResult | undefined> {
+    let chosen = top.digest;
+    try {
+      const doc = JSON.parse(top.bytes.toString('utf8')) as { mediaType?: string; manifests?: unknown; config?: unknown; layers?: unknown };
+      if (classify(doc, doc.mediaType ?? top.mediaType) === 'index') chosen = selectPlatform(doc as ImageIndex, this.options.platform ?? nodePlatform()).digest;
+    } catch {
+      return undefined;
+    }
+    const existing = await this.options.store.getImage(formatReference(ref)).catch(() => undefined);
+    const repoDigest = `${repositoryName(ref)}@${chosen}`;
+    if (existing === undefined || existing.manifestDigest !== chosen || !existing.names.some((n) => n.name === repoDigest)) return undefined;
+    const repoTag = ref.tag === undefined ? undefined : `${repositoryName(ref)}:${ref.tag}`;
+    this.options.logger.debug({ image: formatReference(ref), id: existing.id }, 'already pulled, unchanged in the registry');
+    return { imageId: existing.id, repoDigest, ...(repoTag ? { repoTag } : {}) };
   }
 
   /** Imports the image `name` from an OCI image layout directory: no registry involved. */
