@@ -65,7 +65,7 @@ export async function startSpanCollector(): Promise<{ endpoint: string; spans: S
  * spans under it (same trace) grouped by service and name: median over runs
  * of each step's total time in its run.
  */
-export function breakdown(spans: Span[], call: string, fromMs: number, toMs: number): Breakdown | undefined {
+export function breakdown(spans: Span[], call: string, fromMs: number, toMs: number, title = call): Breakdown | undefined {
   const roots = spans.filter((s) => s.service === 'cri' && s.name === call && s.parentSpanId === '' && s.startMs >= fromMs && s.startMs <= toMs);
   if (roots.length === 0) return undefined;
   const perStep = new Map<string, number[]>();
@@ -76,5 +76,5 @@ export function breakdown(spans: Span[], call: string, fromMs: number, toMs: num
     for (const [name, ms] of totals) perStep.set(name, [...(perStep.get(name) ?? []), ms]);
   }
   const steps = [...perStep.entries()].map(([name, v]) => ({ name, medianMs: summarize(v).median })).sort((a, b) => b.medianMs - a.medianMs);
-  return { call, runs: roots.length, medianMs: summarize(roots.map((r) => r.ms)).median, steps };
+  return { call: title, runs: roots.length, medianMs: summarize(roots.map((r) => r.ms)).median, steps };
 }
