@@ -8,11 +8,13 @@ import {
   InvalidArgumentError,
   NotFoundError,
   UnavailableError,
+  isCategory,
   wrap,
 } from '@berth/errors';
 import type { Db } from '@berth/db';
 import { parseDigest } from '@berth/spec';
 import {
+  maxPutBytes,
   storeIoError,
   validateDigest,
   validateLabels,
@@ -190,6 +192,49 @@ export class LocalContentStore implements ContentStore {
       return await writer.importFrom(`/proc/self/fd/${source.fd}`, st.size, path);
     } finally {
       await source.close();
+    }
+  }
+
+  async put(data: Uint8Array, options: WriterOptions): Promise<ContentInfo> {
+    if (!(data instanceof Uint8Array)) throw new InvalidArgumentError('put: the data must be bytes');
+    if (data.length > maxPutBytes) throw new InvalidArgumentError(`put: ${data.length} bytes is more than ${maxPutBytes}; use an ingest`);
+    if (options.expectedSize !== undefined && options.expectedSize !== 0 && options.expectedSize !== data.length) {
+      throw new FailedPreconditionError(`put ${options.ref}: size mismatch: got ${data.length} bytes, expected ${options.expectedSize}`);
+    }
+    const digest = validateDigest(options.expectedDigest);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        let writer = (await this.writer({ ...options, expectedSize: data.length })) as LocalWriter;
+        if (writer.offset() !== 0) {
+          // Left by an earlier put that broke: the bytes are all here, start over.
+          await writer.abort();
+          writer = (await this.writer({ ...options, expectedSize: data.length })) as LocalWriter;
+        }
+        try {
+          await writer.write(data);
+        } catch (err) {
+          await writer.abort().catch(() => undefined);
+          throw err;
+        }
+        return await writer.commit();
+      } catch (err) {
+        if (isCategory(err, 'unavailable') && attempt < 100) {
+          // The same ref is being written by another put: it will be there in a moment.
+          await new Promise((r) => setTimeout(r, 50));
+          continue;
+        }
+        if (!isCategory(err, 'already-exists')) throw err;
+      }
+      // Already here: leased first, so GC cannot take it between the look and the labels.
+      try {
+        if (options.leaseId) await this.deps.addLeaseResource(options.leaseId, 'blob', digest);
+        const info = await this.info(digest);
+        const labels = validateLabels(options.labels);
+        return Object.keys(labels).length === 0 ? info : await this.updateLabels(digest, { ...info.labels, ...labels });
+      } catch (err) {
+        // Collected meanwhile: write it again.
+        if (!isCategory(err, 'not-found') || attempt >= 100) throw err;
+      }
     }
   }
 

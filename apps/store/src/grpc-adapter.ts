@@ -107,6 +107,10 @@ export function createStoreHandlers(deps: StoreHandlerDeps): Handlers<typeof sto
       if (r.ingest === undefined) throw new InvalidArgumentError('ImportContent needs the ingest options');
       return contentToWire(await store.content.importFile(r.path, writerOptionsFromWire(r.ingest)));
     },
+    putContent: async (r) => {
+      if (r.ingest === undefined) throw new InvalidArgumentError('PutContent needs the ingest options');
+      return contentToWire(await store.content.put(r.data, writerOptionsFromWire(r.ingest)));
+    },
     ingestStatus: async (r) => ingestToWire(await store.content.ingestStatus(r.ref)),
     listIngests: async () => ({ items: (await store.content.listIngests()).map(ingestToWire) }),
     abortIngest: async (r) => (await store.content.abortIngest(r.ref), empty),

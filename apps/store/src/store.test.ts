@@ -6,11 +6,10 @@ import { test } from 'node:test';
 import { freshPostgresDatabase, postgresTestUrl } from '@berth/testing';
 import { isCategory } from '@berth/errors';
 import { sha256Digest } from '@berth/spec';
-import { Server } from '@grpc/grpc-js';
 import { openDatabase } from '@berth/db';
 import { createLogger } from '@berth/observability';
 import { storeV1 } from '@berth/proto';
-import { bindUnixSocket, buildService, createClient } from '@berth/rpc';
+import { bindUnixSocket, buildService, createClient, createGrpcServer } from '@berth/rpc';
 import { RemoteStore } from '@berth/store-api';
 import { storeTestSuite } from '@berth/store-api/testsuite';
 import { createStoreHandlers } from './grpc-adapter.js';
@@ -39,7 +38,7 @@ storeTestSuite('local', async () => {
 
 /** Serves `local` on a unix socket and connects a RemoteStore to it. */
 async function serveRemote(local: Awaited<ReturnType<typeof openLocal>>, localWrites: boolean): Promise<{ remote: RemoteStore; stop: () => Promise<void> }> {
-  const server = new Server();
+  const server = createGrpcServer();
   const logger = createLogger({ service: 'test', level: 'silent' });
   const { definition, implementation } = buildService(storeV1.StoreService, createStoreHandlers({ store: local.store, db: local.db, version: 'test', stateDir: local.dir }), { logger, service: 'store' });
   server.addService(definition, implementation);

@@ -16,6 +16,7 @@ import {
   writerOptionsToWire,
 } from './convert.js';
 import { storeIoError } from './io-error.js';
+import { maxPutBytes } from './types.js';
 import type {
   ContentInfo,
   ContentStore,
@@ -207,6 +208,11 @@ export class RemoteStore implements Store {
         return new RemoteWriter(options.ref, call, Number(opened.offset), async () => void (await client.abortIngest({ ref: options.ref })), file);
       },
       importFile: async (path, options) => contentFromWire(await client.importContent({ path, ingest: writerOptionsToWire(options) })),
+      put: async (data, options) => {
+        // Refused here as the store would refuse it, without sending megabytes first.
+        if (data.length > maxPutBytes) throw new InvalidArgumentError(`put: ${data.length} bytes is more than ${maxPutBytes}; use an ingest`);
+        return contentFromWire(await client.putContent({ ingest: writerOptionsToWire(options), data: Buffer.from(data.buffer, data.byteOffset, data.byteLength) }));
+      },
       ingestStatus: async (ref): Promise<IngestStatus> => ingestFromWire(await client.ingestStatus({ ref })),
       listIngests: async () => (await client.listIngests({})).items.map(ingestFromWire),
       abortIngest: async (ref) => void (await client.abortIngest({ ref })),

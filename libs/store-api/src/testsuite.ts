@@ -10,7 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import { isCategory, type ErrorCategory } from '@berth/errors';
 import { makeOverlayWhiteout, setOverlayOpaque } from '@berth/native';
 import { sha256Digest } from '@berth/spec';
-import { gcRefContentPrefix, gcRefSnapshot, type ContentInfo, type Mount, type Store } from './types.js';
+import { gcRefContentPrefix, gcRefSnapshot, maxPutBytes, type ContentInfo, type Mount, type Store } from './types.js';
 
 export interface StoreUnderTest {
   store: Store;
@@ -164,6 +164,29 @@ export function storeTestSuite(name: string, open: () => Promise<StoreUnderTest>
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }
+    });
+
+    test('a small blob is put whole in one call; one already there joins the lease and gets the labels; lies and oversize are refused', async () => {
+      const data = Buffer.from('{"config":"small"}');
+      const digest = sha256Digest(data);
+      const first = await store.content.put(data, { ref: 'r-put', expectedDigest: digest, labels: { a: '1' } });
+      assert.deepEqual([first.digest, first.size, first.labels], [digest, data.length, { a: '1' }]);
+      assert.equal(await readAll(store, digest), data.toString());
+      const lease = await store.createLease({ id: 'put-lease' });
+      const again = await store.content.put(data, { ref: 'r-put-again', expectedDigest: digest, labels: { b: '2' }, leaseId: lease.id });
+      assert.deepEqual(again.labels, { a: '1', b: '2' }, 'labels merged, none lost');
+      assert.ok((await store.listLeases()).find((l) => l.id === lease.id)?.resources.some((r) => r.kind === 'blob' && r.ref === digest), 'the blob joined the lease');
+      const both = await Promise.all([1, 2, 3].map(() => store.content.put(Buffer.from('raced'), { ref: 'r-put-race', expectedDigest: sha256Digest('raced') })));
+      assert.ok(both.every((i) => i.digest === sha256Digest('raced')), 'concurrent puts of one blob all succeed');
+
+      await assert.rejects(store.content.put(data, { ref: 'r-put-bad', expectedDigest: sha256Digest('other') }), (e: Error) => isCategory(e, 'failed-precondition') && /digest mismatch/.test(e.message));
+      await assert.rejects(store.content.info(sha256Digest('other')), category('not-found'));
+      await assert.rejects(store.content.put(data, { ref: 'r-put-size', expectedDigest: digest, expectedSize: 3 }), (e: Error) => isCategory(e, 'failed-precondition') && /size mismatch/.test(e.message));
+      await assert.rejects(store.content.put(Buffer.alloc(maxPutBytes + 1), { ref: 'r-put-big', expectedDigest: sha256Digest(Buffer.alloc(maxPutBytes + 1)) }), category('invalid-argument'));
+      assert.deepEqual((await store.content.listIngests()).filter((i) => i.ref.startsWith('r-put')), [], 'no ingest is left behind');
+      await store.deleteLease(lease.id);
+      await store.content.delete(digest);
+      await store.content.delete(sha256Digest('raced'));
     });
 
     test('an aborted ingest is gone', async () => {

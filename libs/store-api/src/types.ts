@@ -86,7 +86,16 @@ export interface ContentIngester {
    * mismatch, with nothing left behind.
    */
   importFile(path: string, options: WriterOptions): Promise<ContentInfo>;
+  /**
+   * Stores a small blob given whole (at most {@link maxPutBytes}), verified
+   * like any ingest. A blob already there is kept: it joins the lease and
+   * gets the labels merged in (no `already-exists`).
+   */
+  put(data: Uint8Array, options: WriterOptions): Promise<ContentInfo>;
 }
+
+/** The largest blob `put` takes: manifests, indexes and image configs fit. */
+export const maxPutBytes = 4 * 1024 * 1024;
 
 /** Watches and cancels ingests in progress. */
 export interface IngestManager {
