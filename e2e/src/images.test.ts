@@ -142,12 +142,16 @@ describe('pulling from a registry', () => {
     const { imageRef } = await stack.cri.image.pullImage({ image: imageSpec(name()), auth: undefined, sandboxConfig: undefined });
     assert.equal(imageRef, image.configDigest);
     // The tag now names another image (one more layer): the re-pull must not answer with the old one.
-    const moved = await buildImage({ layers: [lower, upper, [{ type: 'file', path: '/etc/moved', content: 'yes' }]], config: { Cmd: ['/bin/sh'], Env: ['PATH=/bin'] } });
+    const moved = await buildImage({ layers: [lower, upper, [{ type: 'file', path: '/etc/moved', content: 'x'.repeat(200_000) }]], config: { Cmd: ['/bin/sh'], Env: ['PATH=/bin'] } });
+    const usedBefore = (await stack.cri.image.imageFsInfo({})).imageFilesystems[0]!;
+    assert.equal((await stack.cri.image.imageFsInfo({})).imageFilesystems[0]?.timestamp, usedBefore.timestamp, 'polled again at once: the same measurement');
     await pushImage(registry.url, 'test/busybox', 'moving', image);
     const moving = `${registry.host}/test/busybox:moving`;
     assert.equal((await stack.cri.image.pullImage({ image: imageSpec(moving), auth: undefined, sandboxConfig: undefined })).imageRef, image.configDigest);
     await pushImage(registry.url, 'test/busybox', 'moving', moved);
     assert.equal((await stack.cri.image.pullImage({ image: imageSpec(moving), auth: undefined, sandboxConfig: undefined })).imageRef, moved.configDigest);
+    const usedAfter = (await stack.cri.image.imageFsInfo({})).imageFilesystems[0]!;
+    assert.ok(usedAfter.usedBytes!.value >= usedBefore.usedBytes!.value + 200_000n, `a pull shows in ImageFsInfo at once: ${usedBefore.usedBytes!.value} -> ${usedAfter.usedBytes!.value}`);
     const status = await stack.cri.image.imageStatus({ image: imageSpec(moving), verbose: false });
     assert.equal(status.image?.id, moved.configDigest);
     assert.ok(!(await stack.cri.image.imageStatus({ image: imageSpec(image.configDigest), verbose: false })).image?.repoTags.includes(moving), 'the tag left the old image');

@@ -5,7 +5,7 @@ import type { Logger } from '@berth/observability';
 import type { Backends } from './backends.js';
 import type { RuntimeView } from './runtime-view.js';
 import { createGetContainerEventsHandler } from './handlers/events.js';
-import { createImageFsInfoHandler, createImageStatusHandler, createListImagesHandler, createPullImageHandler, createRemoveImageHandler } from './handlers/images.js';
+import { createImageFsInfoHandler, createImageStatusHandler, createListImagesHandler, createPullImageHandler, createRemoveImageHandler, FsUsageView } from './handlers/images.js';
 import { createRuntimeConfigHandler } from './handlers/runtime-config.js';
 import { createStatusHandler } from './handlers/status.js';
 import { createVersionHandler } from './handlers/version.js';
@@ -79,12 +79,13 @@ export function createCriServices(deps: CriServiceDeps) {
     ...forwardToExecutor(deps.backends, deps.view),
     getContainerEvents: createGetContainerEventsHandler(deps.backends),
   };
+  const usage = new FsUsageView(deps.backends);
   const image: Handlers<typeof criV1.ImageServiceService> = {
-    pullImage: createPullImageHandler(deps.backends),
+    pullImage: createPullImageHandler(deps.backends, usage),
     listImages: createListImagesHandler(deps.backends),
     imageStatus: createImageStatusHandler(deps.backends),
-    removeImage: createRemoveImageHandler(deps.backends),
-    imageFsInfo: createImageFsInfoHandler(deps.backends),
+    removeImage: createRemoveImageHandler(deps.backends, usage),
+    imageFsInfo: createImageFsInfoHandler(usage),
   };
   const options = { logger: deps.logger, service: 'cri', unimplementedMessage: unimplemented };
   return [buildService(criV1.RuntimeServiceService, runtime, options), buildService(criV1.ImageServiceService, image, options)];

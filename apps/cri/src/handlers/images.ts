@@ -1,6 +1,7 @@
 import { InvalidArgumentError, UnavailableError } from '@berth/errors';
 import type { criV1 } from '@berth/proto';
 import { formatReference, parseReference } from '@berth/registry';
+import type { FsUsage } from '@berth/store-api';
 import type { Backends } from '../backends.js';
 import { findImage, toCriImage } from './image-view.js';
 
@@ -37,8 +38,61 @@ async function watched<T>(backends: Backends, image: string, call: () => Promise
   }
 }
 
+/**
+ * What ImageFsInfo answers. The kubelet asks every few seconds; the store's
+ * figures change with pulls, removals, garbage collection and container
+ * writes (and the store itself measures active snapshots at most every 5 s).
+ * A measurement younger than `freshMs` is answered as it is; an older one
+ * (up to `staleMs`) is answered while a new one is taken behind it, its
+ * timestamp saying when it was measured; after a pull or a removal through
+ * this frontend, or past `staleMs`, the caller waits for a new one.
+ */
+export class FsUsageView {
+  private last: { at: number; usage: FsUsage } | undefined;
+  private measuring: { generation: number; usage: Promise<FsUsage> } | undefined;
+  private generation = 0;
+
+  constructor(
+    private readonly backends: Backends,
+    private readonly freshMs = 2000,
+    private readonly staleMs = 30_000,
+  ) {}
+
+  /** Call after anything that changes what the store holds. */
+  changed(): void {
+    this.generation++;
+    this.last = undefined;
+  }
+
+  async get(): Promise<FsUsage> {
+    const last = this.last;
+    const age = last === undefined ? Infinity : Date.now() - last.at;
+    if (last !== undefined && age < this.freshMs) return last.usage;
+    const measured = this.measure();
+    if (last === undefined || age >= this.staleMs) return measured;
+    measured.catch(() => undefined);
+    return last.usage;
+  }
+
+  private measure(): Promise<FsUsage> {
+    if (this.measuring?.generation === this.generation) return this.measuring.usage;
+    const generation = this.generation;
+    const at = Date.now();
+    const usage = this.backends.images.fsUsage().then(
+      (u) => {
+        if (generation === this.generation) this.last = { at, usage: u };
+        return u;
+      },
+    ).finally(() => {
+      if (this.measuring?.usage === usage) this.measuring = undefined;
+    });
+    this.measuring = { generation, usage };
+    return usage;
+  }
+}
+
 /** PullImage: the image service pulls (one replica, through the queue group); the reply is the image id. */
-export function createPullImageHandler(backends: Backends) {
+export function createPullImageHandler(backends: Backends, usage?: FsUsageView) {
   return async (request: criV1.PullImageRequest): Promise<criV1.PullImageResponse> => {
     const image = request.image?.image ?? '';
     if (image === '') throw new InvalidArgumentError('PullImage needs an image');
@@ -49,6 +103,7 @@ export function createPullImageHandler(backends: Backends) {
     for (let attempt = 1; ; attempt++) {
       try {
         const reply = await watched(backends, name, () => backends.pullImage({ image, ...(auth === undefined ? {} : { auth }) }, 60 * 60 * 1000));
+        usage?.changed();
         return { imageRef: reply.imageId };
       } catch (err) {
         if (!(err instanceof ReplicaLost) || attempt >= 3) throw err;
@@ -84,7 +139,7 @@ export function createImageStatusHandler(backends: Backends) {
  * only (the image goes with its last name). Removing what is not there
  * succeeds, as the kubelet expects.
  */
-export function createRemoveImageHandler(backends: Backends) {
+export function createRemoveImageHandler(backends: Backends, usage?: FsUsageView) {
   return async (request: criV1.RemoveImageRequest): Promise<criV1.RemoveImageResponse> => {
     const image = request.image?.image ?? '';
     const record = await findImage(backends.images, request.image, normalise);
@@ -92,14 +147,15 @@ export function createRemoveImageHandler(backends: Backends) {
     const byName = record.names.find((n) => n.name === image || (() => { try { return n.name === normalise(image); } catch { return false; } })());
     if (byName !== undefined && record.names.length > 1) await backends.images.removeImageName(byName.name);
     else await backends.images.deleteImage(record.id);
+    usage?.changed();
     return {};
   };
 }
 
 /** ImageFsInfo: the store's filesystem with the bytes and inodes of content and snapshots. */
-export function createImageFsInfoHandler(backends: Backends) {
+export function createImageFsInfoHandler(view: FsUsageView) {
   return async (): Promise<criV1.ImageFsInfoResponse> => {
-    const u = await backends.images.fsUsage();
+    const u = await view.get();
     const timestamp = BigInt(u.timestamp.getTime()) * 1_000_000n;
     const usage = (bytes: number, inodes: number): criV1.FilesystemUsage => ({ timestamp, fsId: { mountpoint: u.mountpoint }, usedBytes: { value: BigInt(bytes) }, inodesUsed: { value: BigInt(inodes) } });
     return {
