@@ -73,6 +73,15 @@ test('nothing is written through a symlink, even one the layer made itself', asy
   await assert.rejects(apply([{ type: 'symlink', path: '/evil', target }, { type: 'file', path: '/evil/planted', content: 'x' }]), refused(/through the symlink/));
   assert.equal(existsSync(join(target, 'planted')), false);
   await assert.rejects(apply([{ type: 'symlink', path: '/evil', target }, { type: 'link', path: '/h', target: '/evil/x' }]), refused(/through the symlink/));
+  // A directory already written into, then replaced by a symlink: what was known of it is forgotten.
+  const swapped = [
+    { type: 'dir' as const, path: '/d' },
+    { type: 'file' as const, path: '/d/first', content: 'x' },
+    { type: 'symlink' as const, path: '/d', target },
+    { type: 'file' as const, path: '/d/planted', content: 'x' },
+  ];
+  await assert.rejects(apply(swapped), refused(/through the symlink/));
+  assert.equal(existsSync(join(target, 'planted')), false);
   rmSync(target, { recursive: true });
 });
 
