@@ -447,15 +447,19 @@ static napi_value queue_mount_call(napi_env env, mount_call *c) {
   return promise;
 }
 
+/* A zeroed call, or NULL with an exception pending. */
+static mount_call *new_mount_call(napi_env env) {
+  mount_call *c = calloc(1, sizeof *c);
+  if (c == NULL) napi_throw_error(env, "ENOMEM", "out of memory");
+  return c;
+}
+
 /* mount(source | null, target, fstype | null, flags, data | null) -> Promise<void> */
 static napi_value Mount(napi_env env, napi_callback_info info) {
   napi_value argv[5];
   if (!get_args(env, info, 5, argv)) return NULL;
-  mount_call *c = calloc(1, sizeof *c);
-  if (c == NULL) {
-    napi_throw_error(env, "ENOMEM", "out of memory");
-    return NULL;
-  }
+  mount_call *c = new_mount_call(env);
+  if (c == NULL) return NULL;
   unsigned int flags;
   if (!get_optional_cstring(env, argv[0], "source", &c->source) ||
       !get_cstring(env, argv[1], "target", &c->target) ||
@@ -473,11 +477,8 @@ static napi_value Mount(napi_env env, napi_callback_info info) {
 static napi_value Umount2(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   if (!get_args(env, info, 2, argv)) return NULL;
-  mount_call *c = calloc(1, sizeof *c);
-  if (c == NULL) {
-    napi_throw_error(env, "ENOMEM", "out of memory");
-    return NULL;
-  }
+  mount_call *c = new_mount_call(env);
+  if (c == NULL) return NULL;
   unsigned int flags;
   if (!get_cstring(env, argv[0], "target", &c->target) || !get_uint(env, argv[1], "flags", 0xff, &flags)) {
     mount_call_free(c);
