@@ -172,6 +172,24 @@ describe('streaming over WebSocket', () => {
     assert.match(out.text(), /30 100\r\n[\s\S]*43 132\r\n/);
   });
 
+  test('a TTY process that asks for its size at once gets the client’s, every time', async () => {
+    // The runtime resizes the container's terminal from its own only after the process starts: the size must be set before.
+    // Four at a time (this suite's cap per container), three rounds.
+    for (let round = 0; round < 3; round++) {
+      const sizes = await Promise.all(
+        Array.from({ length: 4 }, async (_, n) => {
+          const i = round * 4 + n;
+          const out = collector();
+          const session = streamExec((await stack.cri.runtime.exec(execRequest(['stty', 'size'], { tty: true, stdin: false, stderr: false }))).url, { stdout: out.stream });
+          session.resize(60 + i, 20 + i);
+          const r = await session.done;
+          return { i, code: r.exitCode, text: out.text() };
+        }),
+      );
+      for (const s of sizes) assert.deepEqual([s.code, s.text], [0, `${20 + s.i} ${60 + s.i}\r\n`]);
+    }
+  });
+
   test('attach: two clients at once see a running container’s output; stdin reaches a container created with stdin', async () => {
     const a = collector();
     const b = collector();

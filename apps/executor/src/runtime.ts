@@ -24,6 +24,8 @@ export interface RuntimePaths {
 export interface ExecCommand {
   binary: string;
   args: string[];
+  /** The process spec the runtime reads (`--process`). */
+  specPath: string;
   pidPath: string;
   logPath: string;
 }
@@ -264,7 +266,7 @@ export class OciRuntime {
     const pidPath = join(scratch, 'pid');
     const logPath = join(scratch, 'runtime.log');
     await writeFile(specPath, JSON.stringify(processSpec));
-    return { binary: this.paths.binary, args: ['--root', this.paths.root, '--log', logPath, '--log-format', 'json', 'exec', '--process', specPath, '--pid-file', pidPath, id], pidPath, logPath };
+    return { binary: this.paths.binary, args: ['--root', this.paths.root, '--log', logPath, '--log-format', 'json', 'exec', '--process', specPath, '--pid-file', pidPath, id], specPath, pidPath, logPath };
   }
 
   /**

@@ -29,6 +29,8 @@ test('kill -9 at random points of ingests, snapshot work and GC leaves nothing i
   const dir = mkdtempSync('/var/tmp/berth-crash-');
   try {
     let repairs = 0;
+    /** Blobs and snapshots found after each round: the state a round may end empty (GC ran last), not every round. */
+    let found = 0;
     for (let round = 0; round < 20; round++) {
       await runAndKill(dir, round + 1, 150 + ((round * 97) % 500));
       // Restart: open (which repairs), then check every invariant.
@@ -62,17 +64,15 @@ test('kill -9 at random points of ingests, snapshot work and GC leaves nothing i
         const usage = await store.fsUsage();
         assert.equal(usage.content.bytes, blobs.reduce((a, b) => a + b.size, 0), `round ${round}: content usage counts each blob once`);
         assert.equal(usage.content.inodes, blobs.length);
+        found += blobs.length + rows.length;
       } finally {
         await store.close();
         await db.close();
       }
     }
     // The loop must actually have produced state (and, usually, something to repair).
-    const db = await openDatabase(`file:${join(dir, 'berth.db')}`);
-    const counts = [await db.prisma.blob.count(), await db.prisma.snapshot.count()];
-    await db.close();
-    assert.ok(counts[0]! + counts[1]! > 0, 'the worker did real work');
-    process.stdout.write(`# crash test: ${repairs} repairs over 20 rounds; final blobs=${counts[0]} snapshots=${counts[1]}\n`);
+    assert.ok(found > 0, 'the worker did real work');
+    process.stdout.write(`# crash test: ${repairs} repairs over 20 rounds; ${found} blobs and snapshots found after the rounds\n`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from '@berth/errors';
@@ -175,16 +176,18 @@ export class OverlaySnapshotter implements Snapshotter {
       if (children > 0) throw new FailedPreconditionError(`snapshot ${key} has ${children} children`);
       await this.deps.db.snapshot.delete({ where: { key } });
       this.deps.changed?.();
-      // The directory is renamed aside and deleted in the background: a
-      // container that wrote gigabytes is removed as fast as an empty one. A
-      // crash before the delete ends leaves a directory without a record,
+      // The directory is renamed aside (to a name no snapshot will have: its
+      // number is free again at once) and deleted in the background, so a
+      // container that wrote gigabytes is removed as fast as an empty one.
+      // A crash before the delete ends leaves a directory without a record,
       // which reconcile() removes at the next start.
-      const aside = join(this.deps.root, `removed-${row.dirId}`);
-      const gone = await rename(this.dir(row.dirId), aside).then(
-        () => aside,
-        (err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? undefined : this.dir(row.dirId)),
-      );
-      if (gone !== undefined) void rm(gone, { recursive: true, force: true }).catch(() => undefined);
+      const aside = join(this.deps.root, `removed-${row.dirId}-${randomUUID()}`);
+      try {
+        await rename(this.dir(row.dirId), aside);
+        void rm(aside, { recursive: true, force: true }).catch(() => undefined);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') await rm(this.dir(row.dirId), { recursive: true, force: true });
+      }
     });
   }
 

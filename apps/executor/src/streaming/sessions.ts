@@ -4,7 +4,7 @@
 // does, or when the client goes away: then nothing they started is left.
 import { spawn } from 'node:child_process';
 import { closeSync, constants, openSync } from 'node:fs';
-import { open, readdir, readFile, rm } from 'node:fs/promises';
+import { open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { finished } from 'node:stream/promises';
 import pty from 'node-pty';
@@ -72,8 +72,14 @@ async function runtimeError(logPath: string): Promise<string> {
 
 /** Runs one exec session to its end and returns how it ended. */
 export async function runExec(target: ExecTarget, channels: Channels): Promise<Outcome> {
-  const { binary, args, pidPath, logPath } = target.command;
+  const { binary, args, specPath, pidPath, logPath } = target.command;
   const size = target.tty ? await firstSize(channels, 250) : undefined;
+  if (target.tty) {
+    // The runtime sizes the container's terminal before the process starts (the spec's consoleSize);
+    // its own resize from the outer terminal comes only after the start, too late for a process that asks at once.
+    const spec = JSON.parse(await readFile(specPath, 'utf8')) as Record<string, unknown>;
+    await writeFile(specPath, JSON.stringify({ ...spec, consoleSize: { height: size?.height ?? 24, width: size?.width ?? 80 } }));
+  }
   const onGone = () => void readFile(pidPath, 'utf8').then((pid) => killTree(Number(pid.trim())), () => undefined);
   channels.gone.addEventListener('abort', onGone);
   try {
