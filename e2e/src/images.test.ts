@@ -482,7 +482,9 @@ describe('hostile registries', () => {
     while ((await store.content.list()).some((c) => c.digest === good.configDigest) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     await assert.rejects(store.content.info(good.configDigest), (e: Error) => isCategory(e, 'not-found'));
     const before = fake.log.length;
-    const results = await Promise.all(Array.from({ length: 10 }, () => pull('fine')));
+    // Half by tag, half by digest: two pulls in flight, for the same blobs.
+    const byDigest = () => stack.cri.image.pullImage({ image: imageSpec(`${fake.host}/fine@${good.manifestDigest}`), auth: undefined, sandboxConfig: undefined });
+    const results = await Promise.all(Array.from({ length: 10 }, (_, i) => (i % 2 === 0 ? pull('fine') : byDigest())));
     assert.ok(results.every((r) => r.imageRef === good.configDigest));
     const blobGets = fake.log.slice(before).filter((l) => l.startsWith('GET /v2/fine/blobs/'));
     assert.equal(blobGets.length, 2, `the config and the layer, each fetched once:\n${blobGets.join('\n')}`);

@@ -5,7 +5,7 @@ import { DeadlineExceededError, FailedPreconditionError, InvalidArgumentError, i
 import { inSpan, type Logger } from '@berth/observability';
 import { formatReference, parseReference, RegistryClient, repositoryName, resolveEndpoints, type ImageReference, type RegistryClientOptions, type RegistryCredentials } from '@berth/registry';
 import { layerCompression, MediaType, nodePlatform, parseDigest, sha256Digest, type Descriptor, type ImageConfig, type ImageIndex, type ImageManifest, type Platform } from '@berth/spec';
-import { gcRefContentPrefix, gcRefSnapshot, maxPutBytes, type Store } from '@berth/store-api';
+import { gcRefContentPrefix, gcRefSnapshot, type Store } from '@berth/store-api';
 import { OciLayoutSource, type ContentSource } from './layout-source.js';
 import { applyLayer } from './unpack.js';
 
@@ -179,8 +179,9 @@ export class Puller {
       const layers = manifest.layers.map((l, i) => checkDescriptor(l, `layer ${i}`));
       for (const l of layers) if (layerCompression(l.mediaType) === undefined) throw new FailedPreconditionError(`unsupported layer media type ${l.mediaType}`);
 
-      const configBytes = await inSpan('pull: config blob', () => this.fetchSmallBlob(client, ref, configDesc, lease.id));
-      const config = parseJson<ImageConfig>(configBytes, 'image config');
+      // Through the ingest like a layer: its lock makes one download of a config that several replicas want at once.
+      await inSpan('pull: config blob', () => this.fetchBlob(client, ref, configDesc, lease.id, {}));
+      const config = parseJson<ImageConfig>(await this.readBlob(configDesc.digest), 'image config');
       const diffIds = config.rootfs?.diff_ids;
       if (!Array.isArray(diffIds) || diffIds.length !== layers.length) throw new FailedPreconditionError(`image config lists ${Array.isArray(diffIds) ? diffIds.length : 0} diff IDs for ${layers.length} layers`);
       for (const d of diffIds) parseDigest(d);
@@ -293,43 +294,6 @@ export class Puller {
   private async putBlob(bytes: Buffer, digest: string, leaseId: string, labels: Record<string, string>): Promise<void> {
     if (sha256Digest(bytes) !== digest) throw new FailedPreconditionError(`content does not match ${digest}`);
     await this.options.store.content.put(bytes, { ref: `put-${digest}`, expectedDigest: digest, leaseId, labels });
-  }
-
-  /**
-   * A small blob (the image config) fetched whole into memory, verified and
-   * put into the store in one call, then used as it is: no ingest and no
-   * reading back. Larger than a put takes, it goes the way of the layers.
-   */
-  private async fetchSmallBlob(client: ContentSource, ref: ImageReference, desc: Descriptor, leaseId: string): Promise<Buffer> {
-    if (desc.size > maxPutBytes) {
-      await this.fetchBlob(client, ref, desc, leaseId, {});
-      return this.readBlob(desc.digest);
-    }
-    const stallMs = this.options.progressTimeoutMs ?? 60_000;
-    for (let attempt = 0; ; attempt++) {
-      const stall = AbortSignal.timeout(stallMs);
-      try {
-        const res = await client.blob(ref, desc.digest, 0, stall);
-        const chunks: Buffer[] = [];
-        let size = 0;
-        for await (const chunk of Readable.fromWeb(res.body as WebReadableStream<Uint8Array>)) {
-          size += (chunk as Buffer).length;
-          if (size > desc.size) throw new FailedPreconditionError(`blob ${desc.digest} is larger than the ${desc.size} bytes its descriptor says`);
-          chunks.push(chunk as Buffer);
-        }
-        const bytes = Buffer.concat(chunks, size);
-        if (stall.aborted) throw new DeadlineExceededError(`download ${desc.digest}: no bytes for ${stallMs / 1000} s`);
-        if (sha256Digest(bytes) !== desc.digest) throw new FailedPreconditionError(`blob ${desc.digest}: digest mismatch`);
-        await this.options.store.content.put(bytes, { ref: `pull-${desc.digest}`, expectedDigest: desc.digest, expectedSize: desc.size, leaseId });
-        return bytes;
-      } catch (caught) {
-        const err = stall.aborted && !isCategory(caught, 'deadline-exceeded') ? new DeadlineExceededError(`download ${desc.digest}: no bytes for ${stallMs / 1000} s`, { cause: caught }) : caught;
-        const retryable = isCategory(err, 'unavailable') || isCategory(err, 'deadline-exceeded') || (err instanceof Error && !('category' in err));
-        if (!retryable || attempt >= 2) throw err instanceof Error && 'category' in err ? err : new UnavailableError(`download ${desc.digest}: ${(err as Error).message}`, { cause: err });
-        this.options.logger.warn({ digest: desc.digest, attempt, err: (err as Error).message }, 'blob download failed; trying again');
-        await new Promise((r) => setTimeout(r, 200 * 2 ** attempt));
-      }
-    }
   }
 
   /**
