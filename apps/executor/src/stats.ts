@@ -44,6 +44,20 @@ interface Sample {
   processes?: bigint | undefined;
 }
 
+/** Stats read at once for this many containers or pods: their cgroup files and store calls overlap. */
+const statsConcurrency = 16;
+
+/** `fn` over `items`, at most statsConcurrency at a time, results in the items' order. */
+async function concurrently<T, R>(items: T[], fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    for (let i = next++; i < items.length; i = next++) out[i] = await fn(items[i]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(statsConcurrency, items.length) }, worker));
+  return out;
+}
+
 export class CgroupReader {
   constructor(
     private readonly version: 'v1' | 'v2',
@@ -142,13 +156,10 @@ export class Stats {
   }
 
   async listContainers(filter: criV1.ContainerStatsFilter | undefined): Promise<criV1.ContainerStats[]> {
-    const out: criV1.ContainerStats[] = [];
-    for (const c of await this.containers.list({ id: filter?.id ?? '', podSandboxId: filter?.podSandboxId ?? '', labelSelector: filter?.labelSelector ?? {}, state: undefined })) {
-      if (c.state !== 1) continue; // stats are for running containers
-      const record = this.ctx.containerRecords.get(c.id);
-      if (record !== undefined) out.push(await this.container(record, this.ctx.pods.get(record.podId)));
-    }
-    return out;
+    const listed = await this.containers.list({ id: filter?.id ?? '', podSandboxId: filter?.podSandboxId ?? '', labelSelector: filter?.labelSelector ?? {}, state: undefined });
+    // Stats are for running containers.
+    const records = listed.filter((c) => c.state === 1).flatMap((c) => this.ctx.containerRecords.get(c.id) ?? []);
+    return concurrently(records, (record) => this.container(record, this.ctx.pods.get(record.podId)));
   }
 
   private async network(pod: PodRecord, at: bigint): Promise<criV1.NetworkUsage | undefined> {
@@ -202,11 +213,10 @@ export class Stats {
   }
 
   async listPods(filter: criV1.PodSandboxStatsFilter | undefined): Promise<criV1.PodSandboxStats[]> {
-    const out: criV1.PodSandboxStats[] = [];
-    for (const p of await this.pods.list({ id: filter?.id ?? '', state: { state: 0 }, labelSelector: filter?.labelSelector ?? {} })) {
-      const pod = this.ctx.pods.get(p.id);
-      if (pod !== undefined) out.push(await this.pod(pod));
-    }
-    return out;
+    const listed = await this.pods.list({ id: filter?.id ?? '', state: { state: 0 }, labelSelector: filter?.labelSelector ?? {} });
+    return concurrently(
+      listed.flatMap((p) => this.ctx.pods.get(p.id) ?? []),
+      (pod) => this.pod(pod),
+    );
   }
 }
