@@ -43,8 +43,6 @@ export interface LocalContentDeps {
   gcLock: RwLock;
   /** Records a lease resource; throws not-found for an unknown lease. */
   addLeaseResource(leaseId: string, kind: 'blob' | 'ingest', ref: string): Promise<void>;
-  /** Told after a blob is added or removed (the store's usage totals change). */
-  changed?(): void;
 }
 
 const parseLabels = (text: string): Labels => JSON.parse(text) as Labels;
@@ -128,7 +126,6 @@ export class LocalContentStore implements ContentStore {
     validateDigest(digest);
     const removed = await this.deps.db.blob.deleteMany({ where: { digest } });
     if (removed.count === 0) throw new NotFoundError(`content ${digest} not found`);
-    this.deps.changed?.();
     await rm(this.blobPath(digest), { force: true });
   }
 
@@ -519,7 +516,6 @@ class LocalWriter implements LocalFileWriter {
         await mkdir(join(target, '..'), { recursive: true });
         await rename(join(this.s.dir, 'data'), target);
         const row = await this.deps.db.blob.create({ data: { digest, size: BigInt(this.s.offset), labels: JSON.stringify(merged) } });
-        this.deps.changed?.();
         if (this.s.leaseId !== '') await this.deps.addLeaseResource(this.s.leaseId, 'blob', digest);
         await rm(this.s.dir, { recursive: true, force: true });
         return toInfo(row);

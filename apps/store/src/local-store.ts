@@ -57,9 +57,6 @@ const toLease = (r: LeaseRow): Lease => ({
   resources: r.resources.map((x) => ({ kind: x.kind as LeaseResource['kind'], ref: x.ref })),
 });
 
-/** The longest the database's usage totals are reused without a change seen here. */
-const totalsMaxAgeMs = 5000;
-
 /** Image names are references: printable, no spaces, at most 512 characters. */
 function validateImageName(name: string): string {
   if (typeof name !== 'string' || name.length === 0 || name.length > 512 || !/^[\x21-\x7e]+$/.test(name)) throw new InvalidArgumentError(`invalid image name ${JSON.stringify(String(name).slice(0, 64))}`);
@@ -79,21 +76,14 @@ export class LocalStore implements Store {
   private readonly mountpoint: string;
   private measuringActive: Promise<void> | undefined;
   private activeUsageCache: { at: number; usage: Usage } | undefined;
-  /** The database's totals (content, committed snapshots), kept until a blob or snapshot changes, and for at most totalsMaxAgeMs. */
-  private totals: { at: number; content: Usage; committed: Usage } | undefined;
-  private totalsGeneration = 0;
   private gcTimer: NodeJS.Timeout | undefined;
   private gcScheduled = false;
 
   private constructor(private readonly options: LocalStoreOptions) {
     this.db = options.db;
     const addLeaseResource = (leaseId: string, kind: LeaseResource['kind'], ref: string) => this.addLeaseResource(leaseId, { kind, ref });
-    const changed = () => {
-      this.totalsGeneration += 1;
-      this.totals = undefined;
-    };
-    this.content = new LocalContentStore({ db: this.db, root: join(options.stateDir, 'content'), gcLock: this.gcLock, addLeaseResource, changed });
-    this.snapshots = new OverlaySnapshotter({ db: this.db, root: join(options.stateDir, 'snapshots'), gcLock: this.gcLock, addLeaseResource, changed });
+    this.content = new LocalContentStore({ db: this.db, root: join(options.stateDir, 'content'), gcLock: this.gcLock, addLeaseResource });
+    this.snapshots = new OverlaySnapshotter({ db: this.db, root: join(options.stateDir, 'snapshots'), gcLock: this.gcLock, addLeaseResource });
     this.mountpoint = mountpointOf(options.stateDir);
   }
 
@@ -323,26 +313,12 @@ export class LocalStore implements Store {
    * Content: the sum of committed blob sizes and one inode each, from the
    * database. Snapshots: committed layers' usage measured once at commit,
    * plus active and view snapshots measured on disk (reused for
-   * usageCacheMs). The database totals are kept until a blob or snapshot is
-   * added or removed (and a few seconds at most, should another process
-   * share the database), so the kubelet's polling costs no query.
+   * usageCacheMs). The CRI frontend keeps what this answers (FsUsageView),
+   * so the kubelet's polling rarely reaches it.
    */
   async fsUsage(): Promise<FsUsage> {
-    let totals = this.totals;
-    if (totals === undefined || Date.now() - totals.at > totalsMaxAgeMs) {
-      const generation = this.totalsGeneration;
-      const at = Date.now();
-      const content = await this.db.blob.aggregate({ _sum: { size: true }, _count: { _all: true } });
-      const committed = await this.db.snapshot.aggregate({ where: { kind: 'committed' }, _sum: { size: true, inodes: true } });
-      totals = {
-        at,
-        content: { bytes: Number(content._sum.size ?? 0n), inodes: content._count._all },
-        committed: { bytes: Number(committed._sum.size ?? 0n), inodes: Number(committed._sum.inodes ?? 0n) },
-      };
-      // A change while the queries ran may be missing from them: not kept then.
-      if (generation === this.totalsGeneration) this.totals = totals;
-    }
-    const { content, committed } = totals;
+    const content = await this.db.blob.aggregate({ _sum: { size: true }, _count: { _all: true } });
+    const committed = await this.db.snapshot.aggregate({ where: { kind: 'committed' }, _sum: { size: true, inodes: true } });
     const cacheMs = this.options.usageCacheMs ?? 5000;
     const measure = (): Promise<void> =>
       (this.measuringActive ??= (async () => {
@@ -362,8 +338,8 @@ export class LocalStore implements Store {
     const active = this.activeUsageCache.usage;
     return {
       mountpoint: this.mountpoint,
-      content,
-      snapshots: { bytes: committed.bytes + active.bytes, inodes: committed.inodes + active.inodes },
+      content: { bytes: Number(content._sum.size ?? 0n), inodes: content._count._all },
+      snapshots: { bytes: Number(committed._sum.size ?? 0n) + active.bytes, inodes: Number(committed._sum.inodes ?? 0n) + active.inodes },
       timestamp: new Date(),
     };
   }

@@ -13,8 +13,6 @@ export interface OverlaySnapshotterDeps {
   root: string;
   gcLock: RwLock;
   addLeaseResource(leaseId: string, kind: 'snapshot', ref: string): Promise<void>;
-  /** Told after a snapshot is added, committed or removed (the store's usage totals change). */
-  changed?(): void;
 }
 
 interface Row {
@@ -127,7 +125,6 @@ export class OverlaySnapshotter implements Snapshotter {
         await mkdir(join(dir, 'fs'), { recursive: true, mode: 0o755 });
         await mkdir(join(dir, 'work'), { mode: 0o700 });
         const row = await this.deps.db.snapshot.create({ data: { key, dirId, kind, parent: parent === '' || parent === undefined ? null : parent, labels: JSON.stringify(labels) } });
-        this.deps.changed?.();
         return this.mountsOf(row);
       }),
     );
@@ -162,7 +159,6 @@ export class OverlaySnapshotter implements Snapshotter {
           where: { key },
           data: { key: name, kind: 'committed', labels: JSON.stringify(merged), size: BigInt(usage.bytes), inodes: BigInt(usage.inodes), ...(parent === undefined ? {} : { parent }) },
         });
-        this.deps.changed?.();
         await rm(join(this.dir(row.dirId), 'work'), { recursive: true, force: true });
         return toInfo(updated);
       }),
@@ -175,7 +171,6 @@ export class OverlaySnapshotter implements Snapshotter {
       const children = await this.deps.db.snapshot.count({ where: { parent: key } });
       if (children > 0) throw new FailedPreconditionError(`snapshot ${key} has ${children} children`);
       await this.deps.db.snapshot.delete({ where: { key } });
-      this.deps.changed?.();
       // The directory is renamed aside (to a name no snapshot will have: its
       // number is free again at once) and deleted in the background, so a
       // container that wrote gigabytes is removed as fast as an empty one.
