@@ -38,6 +38,12 @@ export interface PullerOptions extends RegistryClientOptions {
   onProgress?: (event: { image: string; layer: string; phase: string; bytes: number; total: number }) => void;
 }
 
+/** What a pull of `ref` answers: the image id, and the names it is recorded under (`repo@manifest`, and `repo:tag` when pulled by tag). */
+function pullResult(ref: ImageReference, imageId: string, manifestDigest: string): PullResult {
+  const repoDigest = `${repositoryName(ref)}@${manifestDigest}`;
+  return ref.tag === undefined ? { imageId, repoDigest } : { imageId, repoDigest, repoTag: `${repositoryName(ref)}:${ref.tag}` };
+}
+
 /** The chain IDs of a layer stack: each names a layer together with everything under it. */
 export function chainIds(diffIds: string[]): string[] {
   const out: string[] = [];
@@ -129,11 +135,11 @@ export class Puller {
       return undefined;
     }
     const existing = await this.options.store.getImage(formatReference(ref)).catch(() => undefined);
-    const repoDigest = `${repositoryName(ref)}@${chosen}`;
-    if (existing === undefined || existing.manifestDigest !== chosen || !existing.names.some((n) => n.name === repoDigest)) return undefined;
-    const repoTag = ref.tag === undefined ? undefined : `${repositoryName(ref)}:${ref.tag}`;
+    if (existing === undefined || existing.manifestDigest !== chosen) return undefined;
+    const result = pullResult(ref, existing.id, chosen);
+    if (!existing.names.some((n) => n.name === result.repoDigest)) return undefined;
     this.options.logger.debug({ image: formatReference(ref), id: existing.id }, 'already pulled, unchanged in the registry');
-    return { imageId: existing.id, repoDigest, ...(repoTag ? { repoTag } : {}) };
+    return result;
   }
 
   /** Imports the image `name` from an OCI image layout directory: no registry involved. */
@@ -247,8 +253,8 @@ export class Puller {
       const labels: Record<string, string> = { [`${gcRefContentPrefix}0`]: configDesc.digest };
       layers.forEach((l, i) => (labels[`${gcRefContentPrefix}${i + 1}`] = l.digest));
       await this.putBlob(manifestBytes, manifestDigest, lease.id, labels);
-      const repoDigest = `${repositoryName(ref)}@${manifestDigest}`;
-      const repoTag = ref.tag === undefined ? undefined : `${repositoryName(ref)}:${ref.tag}`;
+      const result = pullResult(ref, configDesc.digest, manifestDigest);
+      const { repoDigest, repoTag } = result;
       const existing = await store.getImage(configDesc.digest).catch(() => undefined);
       const names = new Map((existing?.names ?? []).map((n) => [n.name, n]));
       names.set(repoDigest, { name: repoDigest, kind: 'digest' });
@@ -256,7 +262,7 @@ export class Puller {
       const size = configDesc.size + layers.reduce((a, l) => a + l.size, 0);
       await inSpan('pull: image record', () => store.putImage({ id: configDesc.digest, manifestDigest, size, topChainId: chain[chain.length - 1] ?? '', pinned: existing?.pinned ?? false, names: [...names.values()] }));
       logger.info({ image: formatReference(ref), id: configDesc.digest, layers: layers.length, ms: Date.now() - started }, 'pulled');
-      return { imageId: configDesc.digest, repoDigest, ...(repoTag ? { repoTag } : {}) };
+      return result;
     } finally {
       await store.deleteLease(lease.id).catch(() => undefined);
     }
