@@ -2,12 +2,9 @@
 // as a box (p10–p90) with its median, on a log scale of milliseconds, in
 // plain SVG (no plotting dependency for a dozen boxes).
 import type { Compared } from './cri-bench.js';
+import { quantile } from './stats.js';
 
 const colors = { berth: '#1f6feb', containerd: '#8b949e' } as const;
-
-function quantile(sorted: number[], q: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))] ?? NaN;
-}
 
 const escape = (text: string) => text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 
