@@ -57,6 +57,9 @@ const partial = report.quick || storeIngest === undefined || cri === undefined;
 // The plot sits beside its report: docs/ after a full run, bench/results/ otherwise.
 if (cri !== undefined) writeFileSync(partial ? join(out, 'latency.svg') : join(root, 'docs/benchmarks-latency.svg'), latencyPlot(cri.results));
 
+/** Berth's CreateContainer+StartContainer against bare `runc create` + `runc start` (the floor). */
+const overFloor = (c: NonNullable<Report['cri']>): number => (c.results['CreateContainer+StartContainer']?.berth.median ?? NaN) / c.floor.createStartMs.median;
+
 /**
  * The targets the issues set, each with what this run measured and, where it
  * is missed, why (the reasons are the structure of Berth today; the figures
@@ -69,7 +72,7 @@ function targets(c: NonNullable<Report['cri']>): string[] {
   const lifecycle = ['RunPodSandbox', 'StopPodSandbox', 'RemovePodSandbox', 'CreateContainer', 'StartContainer', 'StopContainer', 'RemoveContainer'];
   const lists = Object.keys(r).filter((n) => / \(\d+\)$/.test(n) && /^(List|ContainerStatus)/.test(n) && !/Stats/.test(n));
   const stats = Object.keys(r).filter((n) => /Stats|ImageFsInfo/.test(n));
-  const createStart = median('CreateContainer+StartContainer') / c.floor.createStartMs.median;
+  const createStart = overFloor(c);
   const b = c.resources.berth;
   const d = c.resources.containerd;
   const pull = Object.keys(r).find((n) => n.startsWith('PullImage cold (5 layers'));
@@ -170,9 +173,7 @@ if (cri !== undefined) {
     '',
     `![Latency distributions per call](${partial ? 'latency.svg' : 'benchmarks-latency.svg'})`,
     '',
-    `Bare \`runc create\` + \`runc start\` of the same rootfs (the floor): median ${ms(cri.floor.createStartMs.median)} ms, p90 ${ms(cri.floor.createStartMs.p90)} ms; Berth's CreateContainer+StartContainer is ${(
-      (cri.results['CreateContainer+StartContainer']?.berth.median ?? NaN) / cri.floor.createStartMs.median
-    ).toFixed(2)}× the floor.`,
+    `Bare \`runc create\` + \`runc start\` of the same rootfs (the floor): median ${ms(cri.floor.createStartMs.median)} ms, p90 ${ms(cri.floor.createStartMs.p90)} ms; Berth's CreateContainer+StartContainer is ${overFloor(cri).toFixed(2)}× the floor.`,
     '',
     ...targets(cri),
     '### Where the time goes',
