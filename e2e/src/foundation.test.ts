@@ -2,7 +2,8 @@
 // four services) called over its real CRI socket.
 import { strict as assert } from 'node:assert';
 import { execFile } from 'node:child_process';
-import { existsSync, renameSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, statSync } from 'node:fs';
+import { connect } from 'node:net';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
@@ -37,6 +38,27 @@ async function eventually<T>(what: string, probe: () => Promise<T | undefined>, 
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+/** Gone: no such process, or only its zombie is left. */
+function processGone(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z');
+  } catch {
+    return true;
+  }
+}
+
+function portOpen(port: number): Promise<boolean> {
+  return new Promise((resolvePromise) => {
+    const socket = connect(port, '127.0.0.1');
+    socket.once('connect', () => {
+      socket.destroy();
+      resolvePromise(true);
+    });
+    socket.once('error', () => resolvePromise(false));
+  });
 }
 
 function rawCall(path: string, body: Buffer): Promise<{ code: number; details: string; response?: Buffer }> {
@@ -159,6 +181,19 @@ describe('operating the stack', () => {
     assert.equal(second.code, 1);
     assert.match(second.stderr, /another Berth is already serving on/);
     assert.equal((await stack.cri.runtime.version({ version: '0.1.0' })).runtimeName, 'berth');
+  });
+
+  test('SIGKILL of berthd: its services and its NATS server stop on their own', async () => {
+    const other = await startStack();
+    try {
+      const pids = (['store', 'executor', 'image', 'cri'] as StackService[]).map((s) => other.pid(s));
+      const nats = Number(/nats:\/\/127\.0\.0\.1:(\d+)/.exec(readFileSync(join(other.dir, 'run/nats.url'), 'utf8'))?.[1]);
+      other.process.kill('SIGKILL');
+      for (const pid of pids) await eventually(`service ${pid} to exit`, async () => (processGone(pid) ? true : undefined));
+      await eventually('the NATS server to stop listening', async () => ((await portOpen(nats)) ? undefined : true));
+    } finally {
+      await other.stop();
+    }
   });
 
   test('SIGTERM stops every process of the stack', async () => {

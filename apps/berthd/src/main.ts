@@ -49,9 +49,10 @@ async function main(): Promise<void> {
   mkdirSync(join(config.runDir, 'internal'), { recursive: true, mode: 0o700 });
 
   let nats: NatsServerHandle | undefined;
-  const env: NodeJS.ProcessEnv = { ...process.env };
+  // Each service watches this pid and stops when berthd is gone (see runDaemon).
+  const env: NodeJS.ProcessEnv = { ...process.env, BERTHD_PID: String(process.pid) };
   if (config.nats.url === '') {
-    nats = await startNatsServer({ binary: config.nats.binary, port: config.nats.port });
+    nats = await startNatsServer({ binary: config.nats.binary, port: config.nats.port, dieWithParent: true });
     env['BERTH_NATS__URL'] = nats.url;
     logger.info({ url: nats.url }, 'nats-server started');
     // Where local tools (berthctl pull's progress) find the bus.

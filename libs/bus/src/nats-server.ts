@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { UnavailableError } from '@berth/errors';
@@ -25,7 +26,15 @@ export interface NatsServerOptions {
   storeDir?: string;
   /** How long to wait for the server to say it is ready. */
   readyTimeoutMs?: number;
+  /**
+   * The server gets SIGTERM when this process dies, however it dies (through
+   * util-linux's `setpriv --pdeathsig`, when installed): berthd's own server
+   * must not outlive a berthd killed with SIGKILL.
+   */
+  dieWithParent?: boolean;
 }
+
+const setpriv = '/usr/bin/setpriv';
 
 export interface NatsServerHandle {
   url: string;
@@ -48,7 +57,8 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
     args.push('-js', '-sd', options.storeDir);
   }
   const binary = options.binary ?? 'nats-server';
-  const child = spawn(binary, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  const wrapped = options.dieWithParent === true && existsSync(setpriv);
+  const child = wrapped ? spawn(setpriv, ['--pdeathsig', 'TERM', '--', binary, ...args], { stdio: ['ignore', 'ignore', 'pipe'] }) : spawn(binary, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   await new Promise<void>((resolve, reject) => {
     let output = '';

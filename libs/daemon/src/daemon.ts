@@ -25,6 +25,21 @@ export interface DaemonSpec {
 }
 
 /**
+ * A service started by berthd stops when berthd is gone (killed with
+ * SIGKILL, say): otherwise it would run on orphaned, reconnecting to a NATS
+ * server that died with berthd. Containers are not affected: they run under
+ * their conmon. Checked every second, by whether this process's parent is
+ * still berthd.
+ */
+function watchSupervisor(gone: () => void): void {
+  const supervisor = Number(process.env['BERTHD_PID'] ?? '');
+  if (!Number.isInteger(supervisor) || supervisor <= 0 || process.ppid !== supervisor) return;
+  setInterval(() => {
+    if (process.ppid !== supervisor) gone();
+  }, 1000).unref();
+}
+
+/**
  * Runs one Berth service process: configuration, logging, telemetry, the NATS
  * connection, the health endpoint and orderly shutdown on SIGTERM/SIGINT are
  * the same for every service; `spec.start` is the service's own wiring.
@@ -49,6 +64,7 @@ export async function runDaemon(spec: DaemonSpec): Promise<void> {
   };
   process.once('SIGTERM', () => void shutdown('SIGTERM', 0));
   process.once('SIGINT', () => void shutdown('SIGINT', 0));
+  watchSupervisor(() => void shutdown('berthd is gone', 0));
   try {
     const config = loadConfig();
     logger = createLogger({ service: spec.service, level: config.observability.logLevel });
