@@ -1,15 +1,14 @@
 import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
 import { NotFoundError } from '@berth/errors';
-import type { ImageReference } from '@berth/registry';
+import type { ImageReference, RegistryResponse } from '@berth/registry';
 import { parseDigest, refNameAnnotation, sha256Digest, type ImageIndex } from '@berth/spec';
 
 /** Where a pull gets manifests and blobs: a registry, or an OCI image layout on disk. */
 export interface ContentSource {
   manifest(ref: ImageReference, reference: string): Promise<{ bytes: Buffer; digest: string; mediaType: string }>;
-  blob(ref: ImageReference, digest: string, offset?: number, signal?: AbortSignal): Promise<Response>;
+  blob(ref: ImageReference, digest: string, offset?: number, signal?: AbortSignal): Promise<RegistryResponse>;
 }
 
 /**
@@ -43,11 +42,13 @@ export class OciLayoutSource implements ContentSource {
     return { bytes, digest: sha256Digest(bytes), mediaType };
   }
 
-  async blob(_ref: ImageReference, digest: string, offset = 0): Promise<Response> {
+  async blob(_ref: ImageReference, digest: string, offset = 0): Promise<RegistryResponse> {
     const path = this.blobPath(digest);
     const size = (await stat(path).catch(() => undefined))?.size;
     if (size === undefined) throw new NotFoundError(`${digest} is not in the image layout ${this.dir}`);
-    const body = Readable.toWeb(createReadStream(path, { start: offset })) as unknown as ReadableStream<Uint8Array>;
-    return new Response(body, { status: offset > 0 ? 206 : 200, headers: { 'content-length': String(size - offset) } });
+    const body = createReadStream(path, { start: offset, highWaterMark: 1024 * 1024 });
+    body.on('error', () => undefined); // seen by the reader, as for a registry's body
+    const headers: Record<string, string> = { 'content-length': String(size - offset) };
+    return { status: offset > 0 ? 206 : 200, header: (name) => headers[name.toLowerCase()], body, discard: async () => void body.destroy() };
   }
 }

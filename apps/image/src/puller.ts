@@ -1,6 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
-import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { DeadlineExceededError, FailedPreconditionError, InvalidArgumentError, isCategory, NotFoundError, UnavailableError } from '@berth/errors';
 import { inSpan, type Logger } from '@berth/observability';
 import { formatReference, parseReference, RegistryClient, repositoryName, resolveEndpoints, type ImageReference, type RegistryClientOptions, type RegistryCredentials } from '@berth/registry';
@@ -185,13 +184,17 @@ export class Puller {
       const layers = manifest.layers.map((l, i) => checkDescriptor(l, `layer ${i}`));
       for (const l of layers) if (layerCompression(l.mediaType) === undefined) throw new FailedPreconditionError(`unsupported layer media type ${l.mediaType}`);
 
-      // Through the ingest like a layer: its lock makes one download of a config that several replicas want at once.
-      await inSpan('pull: config blob', () => this.fetchBlob(client, ref, configDesc, lease.id, {}));
-      const config = parseJson<ImageConfig>(await this.readBlob(configDesc.digest), 'image config');
-      const diffIds = config.rootfs?.diff_ids;
-      if (!Array.isArray(diffIds) || diffIds.length !== layers.length) throw new FailedPreconditionError(`image config lists ${Array.isArray(diffIds) ? diffIds.length : 0} diff IDs for ${layers.length} layers`);
-      for (const d of diffIds) parseDigest(d);
-      const chain = chainIds(diffIds);
+      // The config and the layers download at once. The config goes through the ingest like a
+      // layer (its lock makes one download of a config that several replicas want at once); the
+      // layers' labels and every unpack wait for its diff IDs.
+      const layerChain = inSpan('pull: config blob', () => this.fetchBlob(client, ref, configDesc, lease.id, {})).then(async () => {
+        const config = parseJson<ImageConfig>(await this.readBlob(configDesc.digest), 'image config');
+        const diffIds = config.rootfs?.diff_ids;
+        if (!Array.isArray(diffIds) || diffIds.length !== layers.length) throw new FailedPreconditionError(`image config lists ${Array.isArray(diffIds) ? diffIds.length : 0} diff IDs for ${layers.length} layers`);
+        for (const d of diffIds) parseDigest(d);
+        return { diffIds, chain: chainIds(diffIds) };
+      });
+      layerChain.catch(() => undefined);
 
       // Downloads run ahead (bounded); unpacking follows in order.
       const limit = this.options.concurrency ?? 4;
@@ -218,20 +221,28 @@ export class Puller {
           last = Date.now();
           report(layer, 'downloading', bytes);
         };
-        downloads.push(slot(() => inSpan('pull: layer download', () => this.fetchBlob(client, ref, layer, lease.id, { [gcRefSnapshot]: chain[i]! }, progress)).then(() => report(layer, 'downloaded', layer.size))));
+        const labels = layerChain.then(({ chain }) => ({ [gcRefSnapshot]: chain[i]! }));
+        downloads.push(slot(() => inSpan('pull: layer download', () => this.fetchBlob(client, ref, layer, lease.id, labels, progress)).then(() => report(layer, 'downloaded', layer.size))));
       }
       downloads.forEach((d) => d.catch(() => undefined));
       // Each layer unpacks into its own directory as soon as it is downloaded,
       // in parallel with the others (a layer's content does not depend on the
-      // layers below it); commits then go in order, each on its parent.
+      // layers below it); commits then go in order, each on its parent. Each
+      // waits for its download even when the config failed, so nothing is
+      // still writing once the lease goes.
       const unpacked = layers.map((layer, i) =>
         downloads[i]!.then(async () => {
+          const { diffIds, chain } = await layerChain;
           report(layer, 'unpacking', layer.size);
           return inSpan('pull: layer unpack', () => this.unpackLayer(layer, diffIds[i]!, chain[i]!, lease.id));
         }),
       );
       unpacked.forEach((u) => u.catch(() => undefined));
       let failure: unknown;
+      const chain = await layerChain.then((c) => c.chain).catch((err: unknown) => {
+        failure = err;
+        return [];
+      });
       for (const [i, layer] of layers.entries()) {
         try {
           const key = await unpacked[i]!;
@@ -307,13 +318,14 @@ export class Puller {
    * waited for when another pull holds its ingest, resumed with Range after a
    * broken download (three attempts).
    */
-  private async fetchBlob(client: ContentSource, ref: ImageReference, desc: Descriptor, leaseId: string, labels: Record<string, string>, progress?: (bytes: number) => void): Promise<void> {
+  private async fetchBlob(client: ContentSource, ref: ImageReference, desc: Descriptor, leaseId: string, labelsWanted: Record<string, string> | Promise<Record<string, string>>, progress?: (bytes: number) => void): Promise<void> {
     const { store } = this.options;
     for (let attempt = 0; ; attempt++) {
       try {
         const info = await store.content.info(desc.digest);
         if (info.size !== desc.size) throw new FailedPreconditionError(`blob ${desc.digest} is ${info.size} bytes in the store, the manifest says ${desc.size}`);
         await store.addLeaseResource(leaseId, { kind: 'blob', ref: desc.digest });
+        const labels = await labelsWanted;
         if (Object.keys(labels).length > 0) await store.content.updateLabels(desc.digest, { ...info.labels, ...labels });
         return;
       } catch (err) {
@@ -321,7 +333,7 @@ export class Puller {
       }
       let writer;
       try {
-        writer = await store.content.writer({ ref: `pull-${desc.digest}`, expectedDigest: desc.digest, expectedSize: desc.size, leaseId, labels });
+        writer = await store.content.writer({ ref: `pull-${desc.digest}`, expectedDigest: desc.digest, expectedSize: desc.size, leaseId });
       } catch (err) {
         if (isCategory(err, 'already-exists')) continue;
         if (isCategory(err, 'unavailable') && /in progress/.test((err as Error).message)) {
@@ -334,43 +346,55 @@ export class Puller {
       try {
         const stall = new AbortController();
         const stallMs = this.options.progressTimeoutMs ?? 60_000;
-        let timer = setTimeout(() => stall.abort(), stallMs);
+        // Re-armed by every chunk (refresh: no new timer per chunk).
+        const timer = setTimeout(() => stall.abort(), stallMs);
         const res = await client.blob(ref, desc.digest, writer.offset(), stall.signal);
         if (res.status === 200 && writer.offset() > 0) {
           // The registry ignored the range: start over.
           await writer.abort();
-          writer = await store.content.writer({ ref: `pull-${desc.digest}`, expectedDigest: desc.digest, expectedSize: desc.size, leaseId, labels });
+          writer = await store.content.writer({ ref: `pull-${desc.digest}`, expectedDigest: desc.digest, expectedSize: desc.size, leaseId });
         }
         // The body arrives in chunks of 16–64 KiB: written in batches of 1 MiB, a layer costs a
-        // few hundred file writes instead of thousands.
+        // few hundred file writes instead of thousands. One batch is written while the next
+        // arrives, so the socket is read on during each write.
+        const w = writer;
         let batch: Buffer[] = [];
         let batched = 0;
-        const flush = async () => {
-          if (batched === 0) return;
-          const data = batch.length === 1 ? batch[0]! : Buffer.concat(batch, batched);
-          batch = [];
-          batched = 0;
-          await writer!.write(data);
-          progress?.(writer!.offset());
+        let writing: Promise<void> = Promise.resolve();
+        const flush = async (): Promise<void> => {
+          const previous = writing;
+          if (batched > 0) {
+            const data = batch.length === 1 ? batch[0]! : Buffer.concat(batch, batched);
+            batch = [];
+            batched = 0;
+            writing = previous.then(async () => {
+              await w.write(data);
+              progress?.(w.offset());
+            });
+            writing.catch(() => undefined);
+          }
+          await previous;
         };
         try {
-          for await (const chunk of Readable.fromWeb(res.body as WebReadableStream<Uint8Array>)) {
-            clearTimeout(timer);
-            timer = setTimeout(() => stall.abort(), stallMs);
+          for await (const chunk of res.body) {
+            timer.refresh();
             batch.push(chunk as Buffer);
             batched += (chunk as Buffer).length;
             if (batched >= writeBatchBytes) await flush();
           }
           await flush();
+          await writing;
         } catch (err) {
           // What arrived before the break is good: store it, so the retry resumes after it.
           await flush().catch(() => undefined);
+          await writing.catch(() => undefined);
           if (stall.signal.aborted) throw new DeadlineExceededError(`download ${desc.digest}: no bytes for ${stallMs / 1000} s`, { cause: err });
           throw err;
         } finally {
           clearTimeout(timer);
         }
-        await writer.commit();
+        // The labels may wait for the config; they go in with the commit.
+        await writer.commit(await labelsWanted);
         return;
       } catch (err) {
         await writer.close().catch(() => undefined);

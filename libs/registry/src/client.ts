@@ -1,7 +1,8 @@
 import { DeadlineExceededError, FailedPreconditionError, InvalidArgumentError, NotFoundError, PermissionDeniedError, UnavailableError } from '@berth/errors';
 import { sha256Digest } from '@berth/spec';
 import { readFileSync } from 'node:fs';
-import { Agent, fetch as undiciFetch, type Dispatcher } from 'undici';
+import type { Readable } from 'node:stream';
+import { Agent, request, type Dispatcher } from 'undici';
 import type { RegistryEndpoint } from './hosts.js';
 import type { ImageReference } from './reference.js';
 
@@ -31,14 +32,26 @@ const manifestAccept = [
   'application/vnd.docker.distribution.manifest.v1+prettyjws;q=0.1',
 ].join(', ');
 
+/**
+ * A registry's answer: status, headers and a Node stream of the body (no web
+ * streams: a blob's bytes go from the socket to the caller with no extra
+ * layers). A body not wanted must be `discard`ed so the connection is reused.
+ */
+export interface RegistryResponse {
+  status: number;
+  header(name: string): string | undefined;
+  body: Readable;
+  discard(): Promise<void>;
+}
+
 interface Challenge {
   scheme: 'basic' | 'bearer';
   params: Record<string, string>;
 }
 
 /** Parses a WWW-Authenticate header: `Bearer realm="…",service="…",scope="…"` or `Basic realm="…"`. */
-export function parseChallenge(header: string | null): Challenge | undefined {
-  if (header === null) return undefined;
+export function parseChallenge(header: string | null | undefined): Challenge | undefined {
+  if (header === null || header === undefined) return undefined;
   const m = /^\s*(\w+)\s*(.*)$/s.exec(header);
   if (m === null) return undefined;
   const scheme = m[1]!.toLowerCase();
@@ -65,10 +78,28 @@ export class RegistryClient {
   private readonly dispatcher: Dispatcher | undefined;
   readonly host: string;
 
-  /** fetch, through this endpoint's TLS settings when it has any. */
-  private fetch(url: string | URL, init: RequestInit): Promise<Response> {
-    if (this.dispatcher === undefined) return fetch(url, init);
-    return undiciFetch(url, { ...(init as object), dispatcher: this.dispatcher }) as unknown as Promise<Response>;
+  /**
+   * One HTTP request, no redirects followed, through this endpoint's TLS
+   * settings (`own`) or the default ones (a foreign host, which must not get
+   * this endpoint's client certificate).
+   */
+  private async http(url: string | URL, init: { method?: 'GET' | 'POST'; headers: Record<string, string>; body?: string; signal?: AbortSignal }, own = true): Promise<RegistryResponse> {
+    const dispatcher = own ? this.dispatcher : undefined;
+    const res = await request(url, { method: init.method ?? 'GET', headers: init.headers, ...(init.body === undefined ? {} : { body: init.body }), ...(init.signal ? { signal: init.signal } : {}), ...(dispatcher ? { dispatcher } : {}) });
+    // A body the caller has not started reading yet may break meanwhile: the break is for its
+    // reader to see (a destroyed stream throws on iteration), never an unhandled 'error' event.
+    res.body.on('error', () => undefined);
+    return {
+      status: res.statusCode,
+      header: (name) => {
+        const v = res.headers[name.toLowerCase()];
+        return Array.isArray(v) ? v[0] : v;
+      },
+      body: res.body,
+      discard: async () => {
+        await res.body.dump({ limit: 64 * 1024 }).catch(() => undefined);
+      },
+    };
   }
 
   /**
@@ -116,16 +147,25 @@ export class RegistryClient {
     const headers: Record<string, string> = {};
     const basic = this.basic();
     if (basic) headers['authorization'] = basic;
-    let res: Response;
+    let res: RegistryResponse;
     if (this.credentials?.identityToken) {
       const body = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: this.credentials.identityToken, service: challenge.params['service'] ?? '', scope: url.searchParams.get('scope') ?? scope, client_id: 'berth' });
-      res = await this.send(realm, { method: 'POST', body, headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+      res = await this.send(realm, { method: 'POST', body: body.toString(), headers: { 'content-type': 'application/x-www-form-urlencoded' } });
     } else {
       res = await this.send(key, { headers });
     }
-    if (res.status === 401 || res.status === 403) throw new PermissionDeniedError(`${this.host}: the token server refused the credentials (${res.status})`);
-    if (!res.ok) throw new UnavailableError(`${this.host}: token server answered ${res.status}`);
-    const json = (await res.json()) as { token?: string; access_token?: string; expires_in?: number };
+    if (res.status === 401 || res.status === 403 || res.status < 200 || res.status >= 300) {
+      await res.discard();
+      if (res.status === 401 || res.status === 403) throw new PermissionDeniedError(`${this.host}: the token server refused the credentials (${res.status})`);
+      throw new UnavailableError(`${this.host}: token server answered ${res.status}`);
+    }
+    let json: { token?: string; access_token?: string; expires_in?: number };
+    try {
+      json = JSON.parse((await readLimited(res.body, 1024 * 1024, `${this.host}: token answer`)).toString('utf8')) as typeof json;
+    } catch (err) {
+      if (err instanceof Error && 'category' in err) throw err;
+      throw new UnavailableError(`${this.host}: the token server sent no JSON`);
+    }
     const token = json.token ?? json.access_token;
     if (typeof token !== 'string' || token === '') throw new UnavailableError(`${this.host}: the token server sent no token`);
     const ttl = Math.max(60, Number(json.expires_in ?? 60));
@@ -133,12 +173,12 @@ export class RegistryClient {
     return token;
   }
 
-  private async send(url: string, init: RequestInit): Promise<Response> {
+  private async send(url: string, init: { method?: 'GET' | 'POST'; headers: Record<string, string>; body?: string }): Promise<RegistryResponse> {
+    const signal = AbortSignal.timeout(this.options.progressTimeoutMs ?? 60_000);
     try {
-      return await this.fetch(url, { ...init, redirect: 'manual', signal: AbortSignal.timeout(this.options.progressTimeoutMs ?? 60_000) });
+      return await this.http(url, { ...init, signal });
     } catch (err) {
-      if ((err as Error).name === 'TimeoutError') throw new DeadlineExceededError(`${url}: no answer in time`, { cause: err });
-      throw new UnavailableError(`${new URL(url).host}: ${(err as Error).message}`, { cause: err });
+      throw requestError(err, signal, new URL(url).host);
     }
   }
 
@@ -146,39 +186,42 @@ export class RegistryClient {
    * A GET against this registry with authentication and manual redirects:
    * a redirect elsewhere is followed without credentials.
    */
-  async get(path: string, repository: string, headers: Record<string, string> = {}, signal?: AbortSignal): Promise<Response> {
+  async get(path: string, repository: string, headers: Record<string, string> = {}, signal?: AbortSignal): Promise<RegistryResponse> {
+    try {
+      return await this.getOnce(path, repository, headers, signal);
+    } catch (err) {
+      throw requestError(err, signal, this.host);
+    }
+  }
+
+  private async getOnce(path: string, repository: string, headers: Record<string, string>, signal: AbortSignal | undefined): Promise<RegistryResponse> {
     const scope = `repository:${repository}:pull`;
     for (let attempt = 0; attempt < 2; attempt++) {
       const h: Record<string, string> = { ...headers };
       if (this.authorization) h['authorization'] = this.authorization;
-      let res: Response;
-      try {
-        res = await this.fetch(`${this.base}${path}`, { headers: h, redirect: 'manual', ...(signal ? { signal } : {}) });
-      } catch (err) {
-        if ((err as Error).name === 'TimeoutError') throw new DeadlineExceededError(`${this.host}: no answer in time`, { cause: err });
-        throw new UnavailableError(`${this.host}: ${(err as Error).message}`, { cause: err });
-      }
+      let url = new URL(`${this.base}${path}`);
+      let res = await this.http(url, { headers: h, ...(signal ? { signal } : {}) });
       if (res.status === 401 && attempt === 0) {
-        await res.body?.cancel();
-        const challenge = parseChallenge(res.headers.get('www-authenticate'));
+        await res.discard();
+        const challenge = parseChallenge(res.header('www-authenticate'));
         if (challenge?.scheme === 'bearer') this.authorization = `Bearer ${await this.token(challenge, scope)}`;
         else if (challenge?.scheme === 'basic' && this.basic()) this.authorization = this.basic();
         else throw new PermissionDeniedError(`${this.host}: authentication required for ${repository}`);
         continue;
       }
       let hops = 0;
-      while (res.status >= 300 && res.status < 400 && res.headers.get('location') !== null && hops++ < 5) {
-        const next = new URL(res.headers.get('location')!, res.url || `${this.base}${path}`);
-        await res.body?.cancel();
+      while (res.status >= 300 && res.status < 400 && res.header('location') !== undefined && hops++ < 5) {
+        const next = new URL(res.header('location')!, url);
+        await res.discard();
         const sameHost = next.host === this.host;
         const rh: Record<string, string> = { ...headers };
         if (sameHost && this.authorization) rh['authorization'] = this.authorization;
         // Another host gets neither the credentials nor this endpoint's client certificate.
-        const init = { headers: rh, redirect: 'manual' as const, ...(signal ? { signal } : {}) };
-        res = sameHost ? await this.fetch(next, init) : await fetch(next, init);
+        res = await this.http(next, { headers: rh, ...(signal ? { signal } : {}) }, sameHost);
+        url = next;
       }
       if (res.status === 401 || res.status === 403) {
-        await res.body?.cancel();
+        await res.discard();
         throw new PermissionDeniedError(`${this.host}: access to ${repository} denied (${res.status})`);
       }
       return res;
@@ -192,48 +235,70 @@ export class RegistryClient {
    * reference is a digest, the bytes must hash to it.
    */
   async manifest(ref: ImageReference, reference: string): Promise<{ bytes: Buffer; digest: string; mediaType: string }> {
-    const res = await this.get(`${this.prefix}/${ref.path}/manifests/${reference}`, ref.path, { accept: manifestAccept }, AbortSignal.timeout(this.options.progressTimeoutMs ?? 60_000));
+    const signal = AbortSignal.timeout(this.options.progressTimeoutMs ?? 60_000);
+    const res = await this.get(`${this.prefix}/${ref.path}/manifests/${reference}`, ref.path, { accept: manifestAccept }, signal);
     if (res.status === 404) {
-      await res.body?.cancel();
+      await res.discard();
       throw new NotFoundError(`${this.host}/${ref.path}:${reference}: not found`);
     }
-    if (!res.ok) {
-      await res.body?.cancel();
+    if (res.status < 200 || res.status >= 300) {
+      await res.discard();
       throw new UnavailableError(`${this.host}: manifest request answered ${res.status}`);
     }
     const limit = this.options.maxManifestBytes ?? 4 * 1024 * 1024;
-    const declared = Number(res.headers.get('content-length') ?? '0');
+    const declared = Number(res.header('content-length') ?? '0');
     if (declared > limit) {
-      await res.body?.cancel();
+      res.body.destroy();
       throw new FailedPreconditionError(`${this.host}/${ref.path}: manifest of ${declared} bytes is larger than the ${limit} allowed`);
     }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    for await (const chunk of res.body ?? []) {
-      size += (chunk as Uint8Array).length;
-      if (size > limit) throw new FailedPreconditionError(`${this.host}/${ref.path}: manifest larger than the ${limit} bytes allowed`);
-      chunks.push(Buffer.from(chunk as Uint8Array));
+    let bytes: Buffer;
+    try {
+      bytes = await readLimited(res.body, limit, `${this.host}/${ref.path}: manifest`);
+    } catch (err) {
+      throw requestError(err, signal, this.host);
     }
-    const bytes = Buffer.concat(chunks);
     const digest = sha256Digest(bytes);
     if (reference.includes(':') && reference.startsWith('sha256:') && digest !== reference) {
       throw new FailedPreconditionError(`${this.host}/${ref.path}: manifest content hashes to ${digest}, not the ${reference} asked for`);
     }
-    return { bytes, digest, mediaType: (res.headers.get('content-type') ?? '').split(';')[0]!.trim() };
+    return { bytes, digest, mediaType: (res.header('content-type') ?? '').split(';')[0]!.trim() };
   }
 
   /** Starts a blob download, from `offset` when resuming (Range). */
-  async blob(ref: ImageReference, digest: string, offset = 0, signal?: AbortSignal): Promise<Response> {
+  async blob(ref: ImageReference, digest: string, offset = 0, signal?: AbortSignal): Promise<RegistryResponse> {
     if (!/^sha256:[0-9a-f]{64}$/.test(digest)) throw new InvalidArgumentError(`invalid blob digest ${JSON.stringify(digest.slice(0, 80))}`);
     const res = await this.get(`${this.prefix}/${ref.path}/blobs/${digest}`, ref.path, offset > 0 ? { range: `bytes=${offset}-` } : {}, signal);
     if (res.status === 404) {
-      await res.body?.cancel();
+      await res.discard();
       throw new NotFoundError(`${this.host}/${ref.path}: blob ${digest} not found`);
     }
     if (!(res.status === 200 || (offset > 0 && res.status === 206))) {
-      await res.body?.cancel();
+      await res.discard();
       throw new UnavailableError(`${this.host}: blob request answered ${res.status}`);
     }
     return res;
   }
+}
+
+/** A body read whole, refused past `limit` bytes. */
+async function readLimited(body: Readable, limit: number, what: string): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    size += (chunk as Buffer).length;
+    if (size > limit) {
+      body.destroy();
+      throw new FailedPreconditionError(`${what} larger than the ${limit} bytes allowed`);
+    }
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks, size);
+}
+
+/** A request's failure as Berth's error: out of time (the signal fired), or the host unreachable. */
+function requestError(err: unknown, signal: AbortSignal | undefined, host: string): Error {
+  if (err instanceof Error && 'category' in err) return err;
+  const timedOut = signal?.aborted === true || (err as Error).name === 'TimeoutError';
+  if (timedOut) return new DeadlineExceededError(`${host}: no answer in time`, { cause: err });
+  return new UnavailableError(`${host}: ${(err as Error).message}`, { cause: err });
 }
