@@ -4,7 +4,7 @@ import { DeadlineExceededError, FailedPreconditionError, InvalidArgumentError, i
 import { inSpan, type Logger } from '@berth/observability';
 import { formatReference, parseReference, RegistryClient, repositoryName, resolveEndpoints, type ImageReference, type RegistryClientOptions, type RegistryCredentials } from '@berth/registry';
 import { layerCompression, MediaType, nodePlatform, parseDigest, sha256Digest, type Descriptor, type ImageConfig, type ImageIndex, type ImageManifest, type Platform } from '@berth/spec';
-import { gcRefContentPrefix, gcRefSnapshot, type Store } from '@berth/store-api';
+import { gcRefContentPrefix, gcRefSnapshot, type ImageRecord, type Store } from '@berth/store-api';
 import { OciLayoutSource, type ContentSource } from './layout-source.js';
 import { applyLayer } from './unpack.js';
 
@@ -113,8 +113,10 @@ export class Puller {
   pull(image: string, options: PullOptions = {}): Promise<PullResult> {
     const ref = parseReference(image);
     return this.once(formatReference(ref), async () => {
+      // The record under this name is looked up while the registry answers.
+      const recorded = this.options.store.getImage(formatReference(ref)).catch(() => undefined);
       const { client, top } = await inSpan('pull: resolve manifest', () => this.resolve(ref, options.auth));
-      return (await this.alreadyPulled(ref, top)) ?? this.doPull(ref, client, top);
+      return (await this.alreadyPulled(ref, top, await recorded)) ?? this.doPull(ref, client, top);
     });
   }
 
@@ -125,7 +127,7 @@ export class Puller {
    * snapshot work. Anything else (a new manifest, a name not recorded yet,
    * a document the full path should judge) takes the full path.
    */
-  private async alreadyPulled(ref: ImageReference, top: { bytes: Buffer; digest: string; mediaType: string }): Promise<PullResult | undefined> {
+  private async alreadyPulled(ref: ImageReference, top: { bytes: Buffer; digest: string; mediaType: string }, existing: ImageRecord | undefined): Promise<PullResult | undefined> {
     let chosen = top.digest;
     try {
       const doc = JSON.parse(top.bytes.toString('utf8')) as { mediaType?: string; manifests?: unknown; config?: unknown; layers?: unknown };
@@ -133,7 +135,6 @@ export class Puller {
     } catch {
       return undefined;
     }
-    const existing = await this.options.store.getImage(formatReference(ref)).catch(() => undefined);
     if (existing === undefined || existing.manifestDigest !== chosen) return undefined;
     const result = pullResult(ref, existing.id, chosen);
     if (!existing.names.some((n) => n.name === result.repoDigest)) return undefined;
@@ -160,6 +161,12 @@ export class Puller {
     const { store, logger } = this.options;
     const started = Date.now();
     const lease = await store.createLease({ expiresAt: new Date(Date.now() + 6 * 3600 * 1000), labels: { image: formatReference(ref) } });
+    // Store writes that run alongside the downloads; all are done before the lease goes.
+    const stored: Array<Promise<void>> = [];
+    const alongside = (write: Promise<void>): void => {
+      write.catch(() => undefined);
+      stored.push(write);
+    };
     try {
       let manifestBytes = top.bytes;
       let manifestDigest = top.digest;
@@ -168,7 +175,7 @@ export class Puller {
       const mediaType = doc.mediaType ?? top.mediaType;
       const isIndex = classify(doc, mediaType) === 'index';
       if (isIndex) {
-        await this.putBlob(top.bytes, top.digest, lease.id, {});
+        alongside(this.putBlob(top.bytes, top.digest, lease.id, {}));
         const chosen = selectPlatform(doc as ImageIndex, this.options.platform ?? nodePlatform());
         const m = await client.manifest(ref, chosen.digest);
         if (m.digest !== chosen.digest) throw new FailedPreconditionError('manifest digest does not match the index');
@@ -183,6 +190,12 @@ export class Puller {
       if (configDesc.size > 8 * 1024 * 1024) throw new FailedPreconditionError('image config larger than 8 MiB');
       const layers = manifest.layers.map((l, i) => checkDescriptor(l, `layer ${i}`));
       for (const l of layers) if (layerCompression(l.mediaType) === undefined) throw new FailedPreconditionError(`unsupported layer media type ${l.mediaType}`);
+
+      // The manifest goes into the store while the blobs download: it does not depend on them
+      // (the lease keeps it until the image record holds it).
+      const labels: Record<string, string> = { [`${gcRefContentPrefix}0`]: configDesc.digest };
+      layers.forEach((l, i) => (labels[`${gcRefContentPrefix}${i + 1}`] = l.digest));
+      alongside(this.putBlob(manifestBytes, manifestDigest, lease.id, labels));
 
       // The config and the layers download at once. The config goes through the ingest like a
       // layer (its lock makes one download of a config that several replicas want at once); the
@@ -261,9 +274,7 @@ export class Puller {
         throw failure;
       }
 
-      const labels: Record<string, string> = { [`${gcRefContentPrefix}0`]: configDesc.digest };
-      layers.forEach((l, i) => (labels[`${gcRefContentPrefix}${i + 1}`] = l.digest));
-      await this.putBlob(manifestBytes, manifestDigest, lease.id, labels);
+      await Promise.all(stored);
       const result = pullResult(ref, configDesc.digest, manifestDigest);
       const { repoDigest, repoTag } = result;
       const existing = await store.getImage(configDesc.digest).catch(() => undefined);
@@ -275,6 +286,7 @@ export class Puller {
       logger.info({ image: formatReference(ref), id: configDesc.digest, layers: layers.length, ms: Date.now() - started }, 'pulled');
       return result;
     } finally {
+      await Promise.allSettled(stored);
       await store.deleteLease(lease.id).catch(() => undefined);
     }
   }
