@@ -385,6 +385,7 @@ describe('hostile registries', () => {
   const pull = (repo: string) => stack.cri.image.pullImage({ image: imageSpec(`${fake.host}/${repo}:v1`), auth: undefined, sandboxConfig: undefined });
   const ociManifest = 'application/vnd.oci.image.manifest.v1+json';
   let flakyServed = false;
+  let norangeServed = false;
 
   before(async () => {
     // Random bytes do not compress: the layer blob is large enough to break off part-way.
@@ -428,6 +429,13 @@ describe('hostile registries', () => {
           } else if (range !== null) {
             const from = Number(range[1]);
             res.writeHead(206, { 'content-length': layerBytes.length - from, 'content-range': `bytes ${from}-${layerBytes.length - 1}/${layerBytes.length}` }).end(layerBytes.subarray(from));
+          } else res.writeHead(200, { 'content-length': layerBytes.length }).end(layerBytes);
+        } else if (repo === 'norange') {
+          // Breaks off once, then answers every request, Range or not, with the whole blob.
+          if (!norangeServed) {
+            norangeServed = true;
+            res.writeHead(200, { 'content-length': layerBytes.length });
+            res.write(layerBytes.subarray(0, 100_000), () => req.socket.destroy());
           } else res.writeHead(200, { 'content-length': layerBytes.length }).end(layerBytes);
         }
         return true;
@@ -474,6 +482,18 @@ describe('hostile registries', () => {
     assert.equal(imageRef, good.configDigest);
     assert.ok(fake.log.some((l) => /\/v2\/flaky\/blobs\/.* bytes=\d+-$/.test(l)), fake.log.join('\n'));
     await stack.cri.image.removeImage({ image: imageSpec(good.configDigest) });
+  });
+
+  test('a registry that ignores Range after a break: the download starts over and the layer still unpacks whole', async () => {
+    // What the broken download stored is dropped, not kept in front of the whole blob: the
+    // layer's digest and diff ID still check out.
+    const { imageRef } = await pull('norange');
+    assert.equal(imageRef, good.configDigest);
+    const layerGets = fake.log.filter((l) => l.includes(`/v2/norange/blobs/${good.manifest.layers[0]!.digest}`));
+    assert.equal(layerGets.length, 2, layerGets.join('\n'));
+    assert.match(layerGets[1]!, /bytes=\d+-$/, 'the second asked for the rest');
+    await stack.cri.image.removeImage({ image: imageSpec(good.configDigest) });
+    assert.ok(!(await store.snapshots.list()).some((s) => s.kind === 'active'), 'no half-unpacked snapshot');
   });
 
   test('concurrent pulls of one image fetch each blob once', async () => {
