@@ -2,6 +2,7 @@ import { loadConfig, type BerthConfig, type ServiceName } from '@berth/config';
 import { Bus, subjects } from '@berth/bus';
 import { createLogger, initTelemetry, startHealthServer, type CheckResult, type Logger, type Telemetry } from '@berth/observability';
 import { berthVersion } from '@berth/config';
+import { mallocTrim } from '@berth/native';
 
 /** What a service's composition root is handed. */
 export interface DaemonContext {
@@ -68,7 +69,7 @@ export async function runDaemon(spec: DaemonSpec): Promise<void> {
   try {
     const config = loadConfig();
     logger = createLogger({ service: spec.service, level: config.observability.logLevel });
-    const telemetry = initTelemetry({
+    const telemetry = await initTelemetry({
       service: spec.service,
       version: berthVersion,
       tracesExporter: config.observability.tracesExporter,
@@ -89,6 +90,12 @@ export async function runDaemon(spec: DaemonSpec): Promise<void> {
     steps.push(() => health.app.close());
     bus.publish(subjects.serviceStarted, { service: spec.service, version: berthVersion, pid: process.pid });
     logger.info({ version: berthVersion, healthPort: health.port }, `berth-${spec.service} started`);
+    // Start-up's garbage (compiled WebAssembly, module loading on helper threads) sits free but
+    // resident in malloc's arenas: handed back once serving, again when the work that runs
+    // behind start-up (a first collection, reconciling) is done, then once a minute.
+    mallocTrim();
+    setTimeout(() => mallocTrim(), 10_000).unref();
+    setInterval(() => mallocTrim(), 60_000).unref();
   } catch (err) {
     logger.fatal({ err }, `berth-${spec.service} failed to start`);
     await shutdown('start-up failed', 1);

@@ -22,6 +22,7 @@
 #include <node_api.h>
 
 #include <errno.h>
+#include <malloc.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -489,6 +490,21 @@ static napi_value Umount2(napi_env env, napi_callback_info info) {
   return queue_mount_call(env, c);
 }
 
+/* ------------------------------------------------------------------ memory */
+
+/*
+ * malloc_trim(0): hands the free pages of every malloc arena back to the
+ * kernel. Start-up (compiling WebAssembly, loading modules) leaves many
+ * megabytes free but resident in glibc's arenas; returns whether any memory
+ * was released.
+ */
+static napi_value MallocTrim(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value result;
+  NAPI_CALL(env, napi_get_boolean(env, malloc_trim(0) == 1, &result));
+  return result;
+}
+
 /* ------------------------------------------------------------------ init */
 
 static napi_value set_fn(napi_env env, napi_value exports, const char *name, napi_callback cb) {
@@ -513,6 +529,7 @@ NAPI_MODULE_INIT() {
       !set_fn(env, exports, "lremovexattr", Lremovexattr) ||
       !set_fn(env, exports, "mount", Mount) ||
       !set_fn(env, exports, "umount2", Umount2) ||
+      !set_fn(env, exports, "mallocTrim", MallocTrim) ||
       !set_int(env, exports, "S_IFCHR", S_IFCHR) ||
       !set_int(env, exports, "S_IFBLK", S_IFBLK) ||
       !set_int(env, exports, "S_IFIFO", S_IFIFO)) {

@@ -36,6 +36,7 @@ interface Binding {
   lremovexattr(path: string, name: string): void;
   mount(source: string | null, target: string, fstype: string | null, flags: number, data: string | null): Promise<void>;
   umount2(target: string, flags: number): Promise<void>;
+  mallocTrim(): boolean;
   S_IFCHR: number;
   S_IFBLK: number;
   S_IFIFO: number;
@@ -213,4 +214,14 @@ export async function unmount(target: string): Promise<boolean> {
     await binding.umount2(target, MNT_DETACH);
     return true;
   }
+}
+
+/**
+ * Returns the free pages of glibc's malloc arenas to the kernel
+ * (malloc_trim(3)). Node's start-up leaves tens of megabytes freed but
+ * resident (WebAssembly compilation, module loading on helper threads); a
+ * service calls this once it is serving. Returns whether memory was released.
+ */
+export function mallocTrim(): boolean {
+  return binding.mallocTrim();
 }

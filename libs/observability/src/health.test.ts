@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { initTelemetry, startHealthServer } from './index.js';
 
 test('health, readiness and metrics endpoints answer on loopback', async () => {
-  const telemetry = initTelemetry({ service: 'test', version: '0.0.0', tracesExporter: 'none' });
+  const telemetry = await initTelemetry({ service: 'test', version: '0.0.0', tracesExporter: 'none' });
   telemetry.meter.createCounter('berth_test_calls_total', { description: 'calls in the test' }).add(3);
   let ready = false;
   const { app, port } = await startHealthServer({

@@ -1,6 +1,5 @@
 import { metrics, trace, type Meter, type Tracer } from '@opentelemetry/api';
 import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
-import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { MeterProvider } from '@opentelemetry/sdk-metrics';
 import { BatchSpanProcessor, NodeTracerProvider, type SpanProcessor } from '@opentelemetry/sdk-trace-node';
@@ -27,14 +26,17 @@ export interface Telemetry {
  * (W3C trace context; exported only when configured, so a node without a
  * collector never waits on one) and a meter provider read by Prometheus.
  * Call once, from the composition root. Libraries use @opentelemetry/api only.
+ * The OTLP exporter is loaded only when configured (it costs several MiB of
+ * memory in every service).
  */
-export function initTelemetry(options: TelemetryOptions): Telemetry {
+export async function initTelemetry(options: TelemetryOptions): Promise<Telemetry> {
   const resource = resourceFromAttributes({
     [ATTR_SERVICE_NAME]: `berth-${options.service}`,
     [ATTR_SERVICE_VERSION]: options.version,
   });
   const spanProcessors: SpanProcessor[] = [];
   if (options.tracesExporter === 'otlp') {
+    const { OTLPTraceExporter } = await import('@opentelemetry/exporter-trace-otlp-http');
     spanProcessors.push(new BatchSpanProcessor(new OTLPTraceExporter(options.otlpEndpoint === undefined ? {} : { url: options.otlpEndpoint })));
   }
   const tracerProvider = new NodeTracerProvider({ resource, spanProcessors });
