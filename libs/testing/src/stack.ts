@@ -1,7 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { connectCri, type CriClient } from '@berth/client';
+
+const setpriv = '/usr/bin/setpriv';
 
 const repoRoot = resolve(import.meta.dirname, '../../..');
 const berthd = join(repoRoot, 'apps/berthd/dist/main.js');
@@ -63,7 +65,10 @@ export async function startStack(options: StackOptions = {}): Promise<StackHandl
   // Only the generated config configures the stack: BERTH_* variables of the
   // calling environment are left out.
   const inherited = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('BERTH_')));
-  const child = spawn(process.execPath, [berthd], {
+  // The stack goes (SIGTERM, an orderly stop) when the process that started it dies without
+  // stopping it, a crashed test or script, say: never left running on the machine.
+  const [command, args] = existsSync(setpriv) ? [setpriv, ['--pdeathsig', 'TERM', '--', process.execPath, berthd]] : [process.execPath, [berthd]];
+  const child = spawn(command, args, {
     env: { ...inherited, BERTH_CONFIG: configPath, OTEL_SDK_DISABLED: 'true', ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
