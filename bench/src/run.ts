@@ -88,7 +88,7 @@ function targets(c: NonNullable<Report['cri']>): string[] {
         `${ratio(n).toFixed(2)}×`,
         ratio(n) <= 0.7,
         {
-          RunPodSandbox: 'CNI ADD, runc create and start of the pause are processes either way, as for containerd; namespaces are pinned with an `unshare` process, and the sandbox image and rootfs snapshot are store round trips',
+          RunPodSandbox: 'CNI ADD, runc create and start of the pause are processes either way, as for containerd; the sandbox image and rootfs snapshot are store round trips',
           StopPodSandbox: 'CNI DEL and killing the pause dominate, as for containerd',
           RemovePodSandbox: 'store calls (snapshot removal) and the record',
           CreateContainer: 'Berth runs conmon + `runc create` at Create; containerd defers it to Start (see Create+Start)',

@@ -14,9 +14,9 @@ import { InFlight } from './keyed.js';
 import { buildSpec } from './oci-spec.js';
 import { validateSysctls } from './oci-spec.js';
 import type { PodRecord } from './records.js';
-import { mount, unmount } from '@berth/native';
+import { mount, pinNamespaces as pin, unmount } from '@berth/native';
 import { mountRootfs, unmountRootfs } from './rootfs.js';
-import { processStart, run, stillRunning } from './runtime.js';
+import { processStart, stillRunning } from './runtime.js';
 
 export const nowNanos = (): string => (BigInt(Date.now()) * 1_000_000n).toString();
 export const newId = (): string => randomBytes(32).toString('hex');
@@ -56,21 +56,16 @@ async function writePodFiles(pod: PodRecord, dns: criV1.DNSConfig | undefined): 
 async function pinNamespaces(ctx: ExecutorContext, pod: PodRecord): Promise<void> {
   const dir = join(ctx.paths.nsDir, pod.id);
   await mkdir(dir, { recursive: true, mode: 0o700 });
-  const args: string[] = [];
   const paths: PodRecord['namespacePaths'] = {};
   if (!pod.hostNetwork) {
     paths.net = join(dir, 'net');
     paths.uts = join(dir, 'uts');
-    args.push(`--net=${paths.net}`, `--uts=${paths.uts}`);
   }
-  if (!pod.hostIpc) {
-    paths.ipc = join(dir, 'ipc');
-    args.push(`--ipc=${paths.ipc}`);
-  }
-  if (args.length === 0) return;
+  if (!pod.hostIpc) paths.ipc = join(dir, 'ipc');
+  if (Object.keys(paths).length === 0) return;
   for (const p of Object.values(paths)) await writeFile(p, '');
   pod.namespacePaths = paths;
-  await run('unshare', [...args, ...(paths.uts ? ['hostname', pod.hostname] : ['true'])]);
+  await pin({ ...paths, ...(paths.uts ? { hostname: pod.hostname } : {}) });
 }
 
 async function unpinNamespaces(ctx: ExecutorContext, pod: PodRecord): Promise<void> {

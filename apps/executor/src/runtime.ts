@@ -35,7 +35,7 @@ export interface RuntimeState {
   pid: number;
 }
 
-/** Runs a helper program (runc, mount, unshare, …) to completion; a failure carries its stderr. */
+/** Runs a helper program (runc, crun) to completion; a failure carries its stderr. */
 export function run(binary: string, args: string[], timeoutMs = 60_000): Promise<string> {
   return new Promise((resolve, reject) => {
     execFile(binary, args, { timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {

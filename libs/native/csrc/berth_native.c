@@ -23,6 +23,9 @@
 
 #include <errno.h>
 #include <malloc.h>
+#include <pthread.h>
+#include <sched.h>
+#include <unistd.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -490,6 +493,146 @@ static napi_value Umount2(napi_env env, napi_callback_info info) {
   return queue_mount_call(env, c);
 }
 
+/* ------------------------------------------------------------------ namespaces */
+
+/*
+ * pinNamespaces(net | null, uts | null, ipc | null, hostname | null):
+ * new network, UTS and IPC namespaces (those given a target), each
+ * bind-mounted onto its target file so it outlives every process, and the
+ * hostname set in the new UTS namespace. The work runs on a thread made for
+ * it and ended after it: unshare(2) of these namespaces changes only the
+ * calling thread, and neither Node's threads nor libuv's pool may end up in
+ * a pod's namespaces. A failure names the call and, for a mount, its target;
+ * pins made before it are left for the caller to unmount.
+ */
+typedef struct {
+  napi_async_work work;
+  napi_deferred deferred;
+  char *targets[3]; /* net, uts, ipc */
+  char *hostname;
+  int err;
+  const char *failed;
+  const char *failed_path;
+} pin_call;
+
+static const char *const pin_kinds[3] = {"net", "uts", "ipc"};
+static const int pin_flags[3] = {CLONE_NEWNET, CLONE_NEWUTS, CLONE_NEWIPC};
+
+static void pin_call_free(pin_call *c) {
+  for (int i = 0; i < 3; i++) free(c->targets[i]);
+  free(c->hostname);
+  free(c);
+}
+
+static void *pin_thread(void *p) {
+  pin_call *c = p;
+  int flags = 0;
+  for (int i = 0; i < 3; i++)
+    if (c->targets[i] != NULL) flags |= pin_flags[i];
+  if (unshare(flags) != 0) {
+    c->err = errno;
+    c->failed = "unshare";
+    return NULL;
+  }
+  if (c->hostname != NULL && sethostname(c->hostname, strlen(c->hostname)) != 0) {
+    c->err = errno;
+    c->failed = "sethostname";
+    return NULL;
+  }
+  for (int i = 0; i < 3; i++) {
+    if (c->targets[i] == NULL) continue;
+    char source[64];
+    snprintf(source, sizeof source, "/proc/thread-self/ns/%s", pin_kinds[i]);
+    if (mount(source, c->targets[i], NULL, MS_BIND, NULL) != 0) {
+      c->err = errno;
+      c->failed = "mount";
+      c->failed_path = c->targets[i];
+      return NULL;
+    }
+  }
+  return NULL;
+}
+
+static void pin_execute(napi_env env, void *p) {
+  pin_call *c = p;
+  pthread_t thread;
+  int rc = pthread_create(&thread, NULL, pin_thread, c);
+  if (rc != 0) {
+    c->err = rc;
+    c->failed = "pthread_create";
+    return;
+  }
+  pthread_join(thread, NULL);
+}
+
+static void pin_complete(napi_env env, napi_status status, void *p) {
+  pin_call *c = p;
+  napi_value value = NULL;
+  if (status == napi_ok && c->err == 0) {
+    napi_get_undefined(env, &value);
+    napi_resolve_deferred(env, c->deferred, value);
+  } else {
+    const char *path = c->failed_path != NULL ? c->failed_path : "";
+    napi_value path_value = NULL;
+    if (napi_create_string_utf8(env, path, NAPI_AUTO_LENGTH, &path_value) == napi_ok) {
+      value = errno_error(env, status == napi_ok ? c->err : ECANCELED, c->failed != NULL ? c->failed : "pinNamespaces", path_value, path);
+    }
+    if (value == NULL) {
+      bool pending = false;
+      napi_is_exception_pending(env, &pending);
+      if (pending) napi_get_and_clear_last_exception(env, &value);
+      else napi_create_string_utf8(env, "pinning namespaces failed", NAPI_AUTO_LENGTH, &value);
+    }
+    napi_reject_deferred(env, c->deferred, value);
+  }
+  napi_delete_async_work(env, c->work);
+  pin_call_free(c);
+}
+
+static napi_value PinNamespaces(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  if (!get_args(env, info, 4, argv)) return NULL;
+  pin_call *c = calloc(1, sizeof *c);
+  if (c == NULL) {
+    napi_throw_error(env, "ENOMEM", "out of memory");
+    return NULL;
+  }
+  for (int i = 0; i < 3; i++) {
+    if (!get_optional_cstring(env, argv[i], pin_kinds[i], &c->targets[i])) {
+      pin_call_free(c);
+      return NULL;
+    }
+  }
+  if (!get_optional_cstring(env, argv[3], "hostname", &c->hostname)) {
+    pin_call_free(c);
+    return NULL;
+  }
+  if (c->targets[0] == NULL && c->targets[1] == NULL && c->targets[2] == NULL) {
+    pin_call_free(c);
+    napi_throw_type_error(env, NULL, "pinNamespaces: no namespace to pin");
+    return NULL;
+  }
+  if (c->hostname != NULL && c->targets[1] == NULL) {
+    pin_call_free(c);
+    napi_throw_type_error(env, NULL, "pinNamespaces: a hostname needs a new UTS namespace");
+    return NULL;
+  }
+  napi_value promise = NULL, name;
+  if (napi_create_string_utf8(env, "berth:pinNamespaces", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+      napi_create_promise(env, &c->deferred, &promise) != napi_ok) {
+    pin_call_free(c);
+    napi_throw_error(env, NULL, "cannot make the promise of a pinNamespaces call");
+    return NULL;
+  }
+  if (napi_create_async_work(env, NULL, name, pin_execute, pin_complete, c, &c->work) != napi_ok ||
+      napi_queue_async_work(env, c->work) != napi_ok) {
+    pin_call_free(c);
+    napi_throw_error(env, NULL, "cannot queue a pinNamespaces call");
+    return NULL;
+  }
+  return promise;
+}
+
 /* ------------------------------------------------------------------ memory */
 
 /*
@@ -530,6 +673,7 @@ NAPI_MODULE_INIT() {
       !set_fn(env, exports, "mount", Mount) ||
       !set_fn(env, exports, "umount2", Umount2) ||
       !set_fn(env, exports, "mallocTrim", MallocTrim) ||
+      !set_fn(env, exports, "pinNamespaces", PinNamespaces) ||
       !set_int(env, exports, "S_IFCHR", S_IFCHR) ||
       !set_int(env, exports, "S_IFBLK", S_IFBLK) ||
       !set_int(env, exports, "S_IFIFO", S_IFIFO)) {

@@ -20,6 +20,7 @@ import {
   makeOverlayWhiteout,
   mknod,
   mount,
+  pinNamespaces,
   setOverlayOpaque,
   unmount,
 } from './index.js';
@@ -292,4 +293,42 @@ test('mallocTrim hands freed malloc memory in the middle of the heap back to the
   const out = JSON.parse(execFileSync(process.execPath, ['--expose-gc', '--input-type=module', '-e', script], { encoding: 'utf8' })) as { before: number; after: number; released: boolean };
   assert.equal(out.released, true);
   assert.ok(out.before - out.after > 30, `resident anonymous memory ${out.before.toFixed(0)} MiB before, ${out.after.toFixed(0)} MiB after`);
+});
+
+test('pinNamespaces: new net, UTS and IPC namespaces pinned to files, the hostname set in the UTS one, this process left where it was', rootOnly, async () => {
+  const own = (kind: string) => statSync(`/proc/self/ns/${kind}`).ino;
+  const before = { net: own('net'), uts: own('uts'), ipc: own('ipc') };
+  const hostname = execFileSync('hostname', { encoding: 'utf8' }).trim();
+  const pins = { net: join(dir, 'pin-net'), uts: join(dir, 'pin-uts'), ipc: join(dir, 'pin-ipc') };
+  for (const p of Object.values(pins)) writeFileSync(p, '');
+  await pinNamespaces({ ...pins, hostname: 'pinned-pod' });
+  try {
+    for (const kind of ['net', 'uts', 'ipc'] as const) {
+      assert.notEqual(statSync(pins[kind]).ino, before[kind], `a new ${kind} namespace`);
+      assert.equal(own(kind), before[kind], `this process is still in its own ${kind} namespace`);
+    }
+    assert.equal(execFileSync('nsenter', [`--uts=${pins.uts}`, 'hostname'], { encoding: 'utf8' }).trim(), 'pinned-pod');
+    assert.equal(execFileSync('hostname', { encoding: 'utf8' }).trim(), hostname, "the node's hostname is untouched");
+    // A fresh network namespace has only its loopback, and it is down.
+    assert.match(execFileSync('nsenter', [`--net=${pins.net}`, 'ip', '-o', 'link'], { encoding: 'utf8' }).trim(), /^1: lo: <LOOPBACK>/);
+    // Every thread of this process stays out of them (libuv's pool threads included).
+    for (const task of readdirSync('/proc/self/task')) assert.equal(statSync(`/proc/self/task/${task}/ns/net`).ino, before.net, `thread ${task}`);
+  } finally {
+    for (const p of Object.values(pins)) await unmount(p);
+  }
+  // Only a network namespace: the others are not made.
+  const net = join(dir, 'pin-net-only');
+  writeFileSync(net, '');
+  await pinNamespaces({ net });
+  assert.notEqual(statSync(net).ino, before.net);
+  await unmount(net);
+
+  // A target that is not there: the error names the mount and its path, and no pin is left.
+  const missing = join(dir, 'pin-missing');
+  const first = join(dir, 'pin-first');
+  writeFileSync(first, '');
+  await assert.rejects(pinNamespaces({ net: first, uts: missing }), systemError('ENOENT', 'mount', missing));
+  assert.equal(await unmount(first), false, 'the pin made before the failure was undone');
+  await assert.rejects(pinNamespaces({}), TypeError);
+  await assert.rejects(pinNamespaces({ net: first, hostname: 'x' }), TypeError);
 });
