@@ -235,12 +235,15 @@ export class Pods {
     // Recorded as stopped only once every step below is done: nothing is left to undo.
     if (pod.state === 'notready') return;
     const runtime = this.ctx.runtimeFor(pod.runtimeHandler)!;
-    await runtime.kill(pod.id, 'KILL').catch(() => undefined);
-    await runtime.delete(pod.id);
-    if (pod.cniResult !== undefined || (!pod.hostNetwork && pod.state === 'ready')) {
+    // The pause goes (`runc delete --force` kills it first) while CNI DEL runs: the pod's network
+    // lives in its pinned namespace, not in the pause, so neither waits for the other.
+    const network = async (): Promise<void> => {
+      if (pod.cniResult === undefined && (pod.hostNetwork || pod.state !== 'ready')) return;
       const { network } = await loadCniConfig(this.ctx.config.cni.confDir, this.ctx.config.cni.binDirs);
       if (network !== undefined && pod.namespacePaths.net) await cniDel(network, cniArgs(pod), this.ctx.config.cni.binDirs, pod.cniResult);
-    }
+    };
+    const steps = await Promise.allSettled([inSpan('pod: pause delete', () => runtime.delete(pod.id)), inSpan('pod: CNI DEL', network)]);
+    for (const step of steps) if (step.status === 'rejected') throw step.reason;
     await unpinNamespaces(this.ctx, pod);
     await unmount(join(pod.dir, 'shm')).catch(() => undefined);
     const wasReady = pod.state === 'ready';
