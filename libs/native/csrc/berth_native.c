@@ -399,25 +399,54 @@ static void mount_execute(napi_env env, void *p) {
   c->err = rc == 0 ? 0 : errno;
 }
 
+/*
+ * Settles a thread-pool call's promise: resolved when the work ran and
+ * `err` is 0, else rejected with a Node-style error naming `syscall` and
+ * `path`.
+ */
+static void settle(napi_env env, napi_deferred deferred, napi_status status, int err, const char *syscall, const char *path) {
+  napi_value value = NULL;
+  if (status == napi_ok && err == 0) {
+    napi_get_undefined(env, &value);
+    napi_resolve_deferred(env, deferred, value);
+    return;
+  }
+  napi_value path_value = NULL;
+  if (napi_create_string_utf8(env, path, NAPI_AUTO_LENGTH, &path_value) == napi_ok) {
+    value = errno_error(env, status == napi_ok ? err : ECANCELED, syscall, path_value, path);
+  }
+  if (value == NULL) {
+    bool pending = false;
+    napi_is_exception_pending(env, &pending);
+    if (pending) napi_get_and_clear_last_exception(env, &value);
+    else napi_create_string_utf8(env, "native call failed", NAPI_AUTO_LENGTH, &value);
+  }
+  napi_reject_deferred(env, deferred, value);
+}
+
+/*
+ * Queues `execute` on Node's thread pool and returns the promise `complete`
+ * settles. NULL, with an exception pending, when it cannot: `data` is then
+ * the caller's to free.
+ */
+static napi_value queue_work(napi_env env, const char *name, napi_async_execute_callback execute, napi_async_complete_callback complete, void *data,
+                             napi_deferred *deferred, napi_async_work *work) {
+  napi_value promise = NULL, name_value;
+  if (napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &name_value) != napi_ok || napi_create_promise(env, deferred, &promise) != napi_ok) {
+    napi_throw_error(env, NULL, "cannot make the promise of a native call");
+    return NULL;
+  }
+  if (napi_create_async_work(env, NULL, name_value, execute, complete, data, work) != napi_ok || napi_queue_async_work(env, *work) != napi_ok) {
+    /* Cannot happen short of memory exhaustion; the promise is then never settled. */
+    napi_throw_error(env, NULL, "cannot queue a native call");
+    return NULL;
+  }
+  return promise;
+}
+
 static void mount_complete(napi_env env, napi_status status, void *p) {
   mount_call *c = p;
-  napi_value value = NULL;
-  if (status == napi_ok && c->err == 0) {
-    napi_get_undefined(env, &value);
-    napi_resolve_deferred(env, c->deferred, value);
-  } else {
-    napi_value path_value = NULL;
-    if (napi_create_string_utf8(env, c->target, NAPI_AUTO_LENGTH, &path_value) == napi_ok) {
-      value = errno_error(env, status == napi_ok ? c->err : ECANCELED, c->is_umount ? "umount2" : "mount", path_value, c->target);
-    }
-    if (value == NULL) {
-      bool pending = false;
-      napi_is_exception_pending(env, &pending);
-      if (pending) napi_get_and_clear_last_exception(env, &value);
-      else napi_create_string_utf8(env, "mount call failed", NAPI_AUTO_LENGTH, &value);
-    }
-    napi_reject_deferred(env, c->deferred, value);
-  }
+  settle(env, c->deferred, status, c->err, c->is_umount ? "umount2" : "mount", c->target);
   napi_delete_async_work(env, c->work);
   mount_call_free(c);
 }
@@ -434,20 +463,8 @@ static bool get_optional_cstring(napi_env env, napi_value v, const char *what, c
 }
 
 static napi_value queue_mount_call(napi_env env, mount_call *c) {
-  napi_value promise = NULL, name;
-  if (napi_create_string_utf8(env, c->is_umount ? "berth:umount2" : "berth:mount", NAPI_AUTO_LENGTH, &name) != napi_ok ||
-      napi_create_promise(env, &c->deferred, &promise) != napi_ok) {
-    mount_call_free(c);
-    napi_throw_error(env, NULL, "cannot make the promise of a mount call");
-    return NULL;
-  }
-  if (napi_create_async_work(env, NULL, name, mount_execute, mount_complete, c, &c->work) != napi_ok ||
-      napi_queue_async_work(env, c->work) != napi_ok) {
-    /* Cannot happen short of memory exhaustion; the promise is then never settled. */
-    mount_call_free(c);
-    napi_throw_error(env, NULL, "cannot queue a mount call");
-    return NULL;
-  }
+  napi_value promise = queue_work(env, c->is_umount ? "berth:umount2" : "berth:mount", mount_execute, mount_complete, c, &c->deferred, &c->work);
+  if (promise == NULL) mount_call_free(c);
   return promise;
 }
 
@@ -567,24 +584,7 @@ static void pin_execute(napi_env env, void *p) {
 
 static void pin_complete(napi_env env, napi_status status, void *p) {
   pin_call *c = p;
-  napi_value value = NULL;
-  if (status == napi_ok && c->err == 0) {
-    napi_get_undefined(env, &value);
-    napi_resolve_deferred(env, c->deferred, value);
-  } else {
-    const char *path = c->failed_path != NULL ? c->failed_path : "";
-    napi_value path_value = NULL;
-    if (napi_create_string_utf8(env, path, NAPI_AUTO_LENGTH, &path_value) == napi_ok) {
-      value = errno_error(env, status == napi_ok ? c->err : ECANCELED, c->failed != NULL ? c->failed : "pinNamespaces", path_value, path);
-    }
-    if (value == NULL) {
-      bool pending = false;
-      napi_is_exception_pending(env, &pending);
-      if (pending) napi_get_and_clear_last_exception(env, &value);
-      else napi_create_string_utf8(env, "pinning namespaces failed", NAPI_AUTO_LENGTH, &value);
-    }
-    napi_reject_deferred(env, c->deferred, value);
-  }
+  settle(env, c->deferred, status, c->err, c->failed != NULL ? c->failed : "pinNamespaces", c->failed_path != NULL ? c->failed_path : "");
   napi_delete_async_work(env, c->work);
   pin_call_free(c);
 }
@@ -617,19 +617,8 @@ static napi_value PinNamespaces(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "pinNamespaces: a hostname needs a new UTS namespace");
     return NULL;
   }
-  napi_value promise = NULL, name;
-  if (napi_create_string_utf8(env, "berth:pinNamespaces", NAPI_AUTO_LENGTH, &name) != napi_ok ||
-      napi_create_promise(env, &c->deferred, &promise) != napi_ok) {
-    pin_call_free(c);
-    napi_throw_error(env, NULL, "cannot make the promise of a pinNamespaces call");
-    return NULL;
-  }
-  if (napi_create_async_work(env, NULL, name, pin_execute, pin_complete, c, &c->work) != napi_ok ||
-      napi_queue_async_work(env, c->work) != napi_ok) {
-    pin_call_free(c);
-    napi_throw_error(env, NULL, "cannot queue a pinNamespaces call");
-    return NULL;
-  }
+  napi_value promise = queue_work(env, "berth:pinNamespaces", pin_execute, pin_complete, c, &c->deferred, &c->work);
+  if (promise == NULL) pin_call_free(c);
   return promise;
 }
 
