@@ -89,7 +89,7 @@ describe('a pod with containers', () => {
   test('a container runs with the merged command, env and user, logs in the CRI format and reports its exit code', async () => {
     const create = await stack.cri.runtime.createContainer({
       podSandboxId: podId,
-      config: containerConfig('once', ['/bin/sh', '-c', 'echo "out $FROM_IMAGE $OVERRIDE $(id -u):$(id -g):$(id -G)"; echo oops >&2; cat /etc/hostname; grep nameserver /etc/resolv.conf; exit 3'], {
+      config: containerConfig('once', ['/bin/sh', '-c', 'echo "out $FROM_IMAGE $OVERRIDE $(id -u):$(id -g):$(id -G)"; echo oops >&2; cat /etc/hostname; echo "uts $(hostname)"; grep nameserver /etc/resolv.conf; exit 3'], {
         envs: [{ key: 'OVERRIDE', value: Buffer.from('cri') }],
         linux: { securityContext: { runAsUsername: 'app' } },
       } as Partial<criV1.ContainerConfig>),
@@ -112,7 +112,8 @@ describe('a pod with containers', () => {
     const lines = log.trim().split('\n');
     assert.match(lines[0] ?? '', /^\d{4}-\d\d-\d\dT\S+ stdout F out yes cri 1000:1000:1000 2000$/);
     assert.ok(lines.some((l) => / stderr F oops$/.test(l)), log);
-    assert.ok(lines.some((l) => / stdout F web$/.test(l)), 'the pod hostname');
+    assert.ok(lines.some((l) => / stdout F web$/.test(l)), 'the pod hostname in /etc/hostname');
+    assert.ok(lines.some((l) => / stdout F uts web$/.test(l)), "the pod hostname in the pod's UTS namespace");
     assert.ok(lines.some((l) => / stdout F nameserver 10\.96\.0\.10$/.test(l)), 'resolv.conf from DNSConfig');
     // Exited, not yet removed: its rootfs is let go at once; its status stays.
     await waitFor('the exited rootfs unmounted', async () => (readFileSync('/proc/mounts', 'utf8').includes(id) ? undefined : true));
