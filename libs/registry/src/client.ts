@@ -154,7 +154,7 @@ export class RegistryClient {
     } else {
       res = await this.send(key, { headers });
     }
-    if (res.status === 401 || res.status === 403 || res.status < 200 || res.status >= 300) {
+    if (res.status < 200 || res.status >= 300) {
       await res.discard();
       if (res.status === 401 || res.status === 403) throw new PermissionDeniedError(`${this.host}: the token server refused the credentials (${res.status})`);
       throw new UnavailableError(`${this.host}: token server answered ${res.status}`);
