@@ -27,14 +27,23 @@ export interface NatsServerOptions {
   /** How long to wait for the server to say it is ready. */
   readyTimeoutMs?: number;
   /**
-   * The server gets SIGTERM when this process dies, however it dies (through
-   * util-linux's `setpriv --pdeathsig`, when installed): berthd's own server
-   * must not outlive a berthd killed with SIGKILL.
+   * The server gets SIGTERM when this process dies, however it dies
+   * (diesWithParent): berthd's own server must not outlive a berthd killed
+   * with SIGKILL.
    */
   dieWithParent?: boolean;
 }
 
 const setpriv = '/usr/bin/setpriv';
+
+/**
+ * `command args` so that the process gets SIGTERM when this one dies,
+ * however it dies: run under util-linux's `setpriv --pdeathsig` (which
+ * execs it, keeping its pid), or as it is where setpriv is not installed.
+ */
+export function diesWithParent(command: string, args: readonly string[]): [string, string[]] {
+  return existsSync(setpriv) ? [setpriv, ['--pdeathsig', 'TERM', '--', command, ...args]] : [command, [...args]];
+}
 
 export interface NatsServerHandle {
   url: string;
@@ -57,8 +66,8 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
     args.push('-js', '-sd', options.storeDir);
   }
   const binary = options.binary ?? 'nats-server';
-  const wrapped = options.dieWithParent === true && existsSync(setpriv);
-  const child = wrapped ? spawn(setpriv, ['--pdeathsig', 'TERM', '--', binary, ...args], { stdio: ['ignore', 'ignore', 'pipe'] }) : spawn(binary, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  const [command, commandArgs] = options.dieWithParent === true ? diesWithParent(binary, args) : [binary, args];
+  const child = spawn(command, commandArgs, { stdio: ['ignore', 'ignore', 'pipe'] });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   await new Promise<void>((resolve, reject) => {
     let output = '';

@@ -1,9 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { diesWithParent } from '@berth/bus';
 import { connectCri, type CriClient } from '@berth/client';
-
-const setpriv = '/usr/bin/setpriv';
 
 const repoRoot = resolve(import.meta.dirname, '../../..');
 const berthd = join(repoRoot, 'apps/berthd/dist/main.js');
@@ -67,7 +66,7 @@ export async function startStack(options: StackOptions = {}): Promise<StackHandl
   const inherited = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('BERTH_')));
   // The stack goes (SIGTERM, an orderly stop) when the process that started it dies without
   // stopping it, a crashed test or script, say: never left running on the machine.
-  const [command, args] = existsSync(setpriv) ? [setpriv, ['--pdeathsig', 'TERM', '--', process.execPath, berthd]] : [process.execPath, [berthd]];
+  const [command, args] = diesWithParent(process.execPath, [berthd]);
   const child = spawn(command, args, {
     env: { ...inherited, BERTH_CONFIG: configPath, OTEL_SDK_DISABLED: 'true', ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
