@@ -1,7 +1,7 @@
 // Pods and containers end to end: a real stack running real containers with
 // runc and conmon, CNI networking, logs, ExecSync, and an executor restart.
 import { strict as assert } from 'node:assert';
-import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import { execFile, spawn } from 'node:child_process';
@@ -550,6 +550,36 @@ describe('bad requests', () => {
       await assert.rejects(stack.cri.runtime.createContainer({ podSandboxId: podId, config: negative, sandboxConfig: config }), category('invalid-argument'));
     } finally {
       await stack.cri.runtime.removePodSandbox({ podSandboxId: podId });
+    }
+  });
+
+  test('sandbox sysctls reach the pod, an interface one included, and lo is up; a pause that fails leaves no IP, mount or pin behind', async () => {
+    // The pause and the network are made side by side, but a sysctl on eth0 waits for CNI to make eth0.
+    const sysctls = { 'net.ipv4.ip_unprivileged_port_start': '81', 'net.ipv4.conf.eth0.arp_ignore': '2' };
+    const config = podConfig('sysctls', { linux: criV1.LinuxPodSandboxConfig.fromPartial({ sysctls, securityContext: { namespaceOptions: { network: 0, pid: 0, ipc: 0 } } }) });
+    const podId = (await stack.cri.runtime.runPodSandbox({ config, runtimeHandler: '' })).podSandboxId;
+    try {
+      const id = (await stack.cri.runtime.createContainer({ podSandboxId: podId, config: containerConfig('reader', ['/bin/sleep', '1000']), sandboxConfig: config })).containerId;
+      await stack.cri.runtime.startContainer({ containerId: id });
+      const read = await stack.cri.runtime.execSync({ containerId: id, cmd: ['cat', '/proc/sys/net/ipv4/ip_unprivileged_port_start', '/proc/sys/net/ipv4/conf/eth0/arp_ignore'], timeout: 10n });
+      assert.equal(text(read.stdout), '81\n2\n', text(read.stderr));
+      // lo is up (the namespace's pin brings it up; no loopback plugin process runs).
+      const lo = await stack.cri.runtime.execSync({ containerId: id, cmd: ['ping', '-c', '1', '-W', '2', '127.0.0.1'], timeout: 10n });
+      assert.equal(lo.exitCode, 0, text(lo.stdout) + text(lo.stderr));
+    } finally {
+      await stack.cri.runtime.removePodSandbox({ podSandboxId: podId });
+    }
+    const ipsBefore = readdirSync('/var/lib/cni/networks/berth').filter((f) => /^\d/.test(f)).sort();
+    // runc refuses a sysctl the kernel does not have: the pause fails while (or after) CNI ADD gave the pod an IP.
+    for (const bad of [{ 'net.ipv4.no_such_setting': '1' }, { 'net.ipv4.conf.eth0.no_such_setting': '1' }]) {
+      const failing = podConfig('sysctl-fails', { linux: criV1.LinuxPodSandboxConfig.fromPartial({ sysctls: bad, securityContext: { namespaceOptions: { network: 0, pid: 0, ipc: 0 } } }) });
+      await assert.rejects(stack.cri.runtime.runPodSandbox({ config: failing, runtimeHandler: '' }), /sysctl|no_such_setting/);
+      assert.deepEqual((await stack.cri.runtime.listPodSandbox({ filter: { id: '', state: undefined, labelSelector: { pod: 'sysctl-fails' } } })).items, []);
+      assert.deepEqual(readdirSync('/var/lib/cni/networks/berth').filter((f) => /^\d/.test(f)).sort(), ipsBefore, 'the IP CNI ADD gave is released');
+      const left = readFileSync('/proc/mounts', 'utf8')
+        .split('\n')
+        .filter((l) => l.includes(`${stack.dir}/state/executor/`) || l.includes(`${stack.dir}/run/`));
+      assert.deepEqual(left, [], 'no pinned namespace, /dev/shm or rootfs left mounted');
     }
   });
 

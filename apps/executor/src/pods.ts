@@ -73,6 +73,12 @@ async function unpinNamespaces(ctx: ExecutorContext, pod: PodRecord): Promise<vo
   await rm(join(ctx.paths.nsDir, pod.id), { recursive: true, force: true });
 }
 
+/** Whether a sysctl is set on one network interface (`net.ipv4.conf.eth0.forwarding`), not on all, the defaults or lo. */
+function namesInterface(key: string): boolean {
+  const m = /^net[./](ipv4|ipv6)[./](conf|neigh)[./]([^./]+)[./]/.exec(key);
+  return m !== null && !['all', 'default', 'lo'].includes(m[3]!);
+}
+
 function imageArgs(config: { Entrypoint?: string[] | null; Cmd?: string[] | null }): string[] {
   return [...(config.Entrypoint ?? []), ...(config.Cmd ?? [])];
 }
@@ -155,62 +161,32 @@ export class Pods {
       await mkdir(dir, { recursive: true, mode: 0o711 });
       undo.push(() => rm(dir, { recursive: true, force: true }));
       if (config.logDirectory) await mkdir(config.logDirectory, { recursive: true, mode: 0o755 });
+      const cni = hostNetwork ? undefined : await loadCniConfig(this.ctx.config.cni.confDir, this.ctx.config.cni.binDirs);
+      if (cni !== undefined && cni.network === undefined) throw new InvalidArgumentError(`pod networking is not ready: ${cni.status.message}`);
       await inSpan('pod: pin namespaces', () => pinNamespaces(this.ctx, pod));
       undo.push(() => unpinNamespaces(this.ctx, pod));
-      if (!hostNetwork) {
-        const { status, network } = await loadCniConfig(this.ctx.config.cni.confDir, this.ctx.config.cni.binDirs);
-        if (network === undefined) throw new InvalidArgumentError(`pod networking is not ready: ${status.message}`);
-        const result = await inSpan('pod: CNI ADD', () => cniAdd(network, cniArgs(pod), this.ctx.config.cni.binDirs));
-        undo.push(() => cniDel(network, cniArgs(pod), this.ctx.config.cni.binDirs, result.raw));
-        pod.cniResult = result.raw;
-        pod.ip = result.ips.find((a) => !a.includes(':')) ?? result.ips[0] ?? '';
-        pod.additionalIps = result.ips.filter((a) => a !== pod.ip);
-      }
-      await inSpan('pod: files and /dev/shm', async () => {
-        await writePodFiles(pod, config.dnsConfig);
-        if (!hostIpc) {
-          await mkdir(join(dir, 'shm'), { mode: 0o1777 });
-          await mount('shm', join(dir, 'shm'), 'tmpfs', ['nosuid', 'nodev', 'noexec', 'mode=1777', 'size=65536k']);
-          undo.push(() => unmount(join(dir, 'shm')));
+      // The network and the pause are made side by side: each joins the pinned namespaces by path and
+      // neither needs the other, except that the hosts file names the pod's IP and that a sysctl on
+      // one of the pod's interfaces needs the interface, which CNI makes.
+      const network = async (): Promise<void> => {
+        const net = cni?.network;
+        if (net !== undefined) {
+          const result = await inSpan('pod: CNI ADD', () => cniAdd(net, cniArgs(pod), this.ctx.config.cni.binDirs));
+          undo.push(() => cniDel(net, cniArgs(pod), this.ctx.config.cni.binDirs, result.raw));
+          pod.cniResult = result.raw;
+          pod.ip = result.ips.find((a) => !a.includes(':')) ?? result.ips[0] ?? '';
+          pod.additionalIps = result.ips.filter((a) => a !== pod.ip);
         }
-      });
-      // The pause container.
-      const image = await inSpan('pod: sandbox image', () => this.ctx.images.sandboxImage());
-      const bundle = join(dir, 'bundle');
-      await mkdir(bundle, { recursive: true, mode: 0o700 });
-      await inSpan('pod: pause rootfs', () => mountRootfs(this.ctx, `pod-${id}`, image.record.topChainId, join(bundle, 'rootfs')));
-      undo.push(() => unmountRootfs(this.ctx, `pod-${id}`, join(bundle, 'rootfs')));
-      const namespaces = [
-        { type: 'mount' },
-        ...podNamespaces(pod),
-        ...(pod.pidMode === 2 ? [] : [{ type: 'pid' }]),
-      ];
-      const args = imageArgs(image.config.config ?? {});
-      const spec = buildSpec({
-        args: args.length > 0 ? args : ['/pause'],
-        env: image.config.config?.Env ?? [],
-        cwd: '/',
-        user: { uid: 0, gid: 0, additionalGids: [] },
-        terminal: false,
-        namespaces,
-        cgroupsPath: cgroupsPath(this.ctx, pod.cgroupParent, id),
-        readonlyRootfs: true,
-        mounts: [],
-        privileged: false,
-        capabilities: [],
-        noNewPrivileges: true,
-        resources: linux?.resources,
-        minOomScoreAdj: Math.max(this.ctx.minOomScoreAdj, -998),
-        seccomp: linux?.securityContext?.seccomp,
-        sysctls,
-      });
-      await writeFile(join(bundle, 'config.json'), JSON.stringify(spec));
-      const runtime = this.ctx.runtimeFor(handler)!;
-      pod.pausePid = await inSpan('pod: runc create (pause)', () => runtime.createDetached(id, bundle));
-      const pauseStart = await processStart(pod.pausePid);
-      if (pauseStart !== undefined) pod.pauseStart = pauseStart;
-      undo.push(() => runtime.delete(id));
-      await inSpan('pod: runc start (pause)', () => runtime.start(id));
+        await inSpan('pod: files', () => writePodFiles(pod, config.dnsConfig));
+      };
+      const pause = () => this.startPause(pod, request, undo);
+      if (Object.keys(sysctls).some(namesInterface)) {
+        await network();
+        await pause();
+      } else {
+        const steps = await Promise.allSettled([network(), pause()]);
+        for (const step of steps) if (step.status === 'rejected') throw step.reason;
+      }
       await inSpan('pod: record', () => this.ctx.pods.put(pod));
       this.ctx.emit(id, id, 'created');
       this.ctx.emit(id, id, 'started');
@@ -220,6 +196,49 @@ export class Pods {
       for (const step of undo.reverse()) await step().catch((e: unknown) => this.ctx.logger.warn({ err: e, pod: id }, 'cleanup after a failed RunPodSandbox'));
       throw err;
     }
+  }
+
+  /** The pod's /dev/shm and its pause container, created and started; each step done is pushed onto `undo`. */
+  private async startPause(pod: PodRecord, request: criV1.RunPodSandboxRequest, undo: (() => Promise<unknown>)[]): Promise<void> {
+    const { id, dir } = pod;
+    const linux = request.config?.linux;
+    if (!pod.hostIpc) {
+      await mkdir(join(dir, 'shm'), { mode: 0o1777 });
+      await mount('shm', join(dir, 'shm'), 'tmpfs', ['nosuid', 'nodev', 'noexec', 'mode=1777', 'size=65536k']);
+      undo.push(() => unmount(join(dir, 'shm')));
+    }
+    const image = await inSpan('pod: sandbox image', () => this.ctx.images.sandboxImage());
+    const bundle = join(dir, 'bundle');
+    await mkdir(bundle, { recursive: true, mode: 0o700 });
+    await inSpan('pod: pause rootfs', () => mountRootfs(this.ctx, `pod-${id}`, image.record.topChainId, join(bundle, 'rootfs')));
+    undo.push(() => unmountRootfs(this.ctx, `pod-${id}`, join(bundle, 'rootfs')));
+    const namespaces = [{ type: 'mount' }, ...podNamespaces(pod), ...(pod.pidMode === 2 ? [] : [{ type: 'pid' }])];
+    const args = imageArgs(image.config.config ?? {});
+    const spec = buildSpec({
+      args: args.length > 0 ? args : ['/pause'],
+      env: image.config.config?.Env ?? [],
+      cwd: '/',
+      user: { uid: 0, gid: 0, additionalGids: [] },
+      terminal: false,
+      namespaces,
+      cgroupsPath: cgroupsPath(this.ctx, pod.cgroupParent, id),
+      readonlyRootfs: true,
+      mounts: [],
+      privileged: false,
+      capabilities: [],
+      noNewPrivileges: true,
+      resources: linux?.resources,
+      minOomScoreAdj: Math.max(this.ctx.minOomScoreAdj, -998),
+      seccomp: linux?.securityContext?.seccomp,
+      sysctls: pod.sysctls,
+    });
+    await writeFile(join(bundle, 'config.json'), JSON.stringify(spec));
+    const runtime = this.ctx.runtimeFor(pod.runtimeHandler)!;
+    pod.pausePid = await inSpan('pod: runc create (pause)', () => runtime.createDetached(id, bundle));
+    undo.push(() => runtime.delete(id));
+    const pauseStart = await processStart(pod.pausePid);
+    if (pauseStart !== undefined) pod.pauseStart = pauseStart;
+    await inSpan('pod: runc start (pause)', () => runtime.start(id));
   }
 
   /** Whether the pod's pause process still runs (a reboot or a kill ends it). */

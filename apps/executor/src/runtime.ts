@@ -2,11 +2,11 @@
 // per-container monitor: conmon runs `runc create`, holds the container's
 // stdio, writes its log in the CRI format and its exit code to a file, so a
 // container outlives a restart of the executor.
-import { execFile, spawn } from 'node:child_process';
 import { mkdir, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { accessSync, constants } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import { DeadlineExceededError, InternalError } from '@berth/errors';
+import { runProcess, spawnProcess } from '@berth/native';
 
 export interface RuntimePaths {
   /** The runtime binary (runc or crun). */
@@ -35,14 +35,16 @@ export interface RuntimeState {
   pid: number;
 }
 
-/** Runs a helper program (runc, crun) to completion; a failure carries its stderr. */
-export function run(binary: string, args: string[], timeoutMs = 60_000): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile(binary, args, { timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
-      if (err) reject(new InternalError(`${binary} ${args.filter((a) => !a.startsWith('--root')).join(' ')}: ${stderr.trim() || err.message}`, { cause: err }));
-      else resolve(stdout);
-    });
-  });
+/**
+ * Runs a helper program (runc, crun) to completion; a failure carries its
+ * stderr. Helpers are spawned without fork's cost (see @berth/native's
+ * spawnProcess): the executor starts several per pod and container.
+ */
+export async function run(binary: string, args: string[], timeoutMs = 60_000): Promise<string> {
+  const r = await runProcess(binary, args, { timeoutMs });
+  if (r.code === 0) return r.stdout.toString();
+  const why = r.timedOut ? `timed out after ${timeoutMs} ms` : r.code === null ? `ended by ${r.signal}` : `exit status ${r.code}`;
+  throw new InternalError(`${binary} ${args.filter((a) => !a.startsWith('--root')).join(' ')}: ${r.stderr.toString().trim() || why}`);
 }
 
 /** A binary named without a path, found in PATH (conmon needs absolute paths). */
@@ -115,14 +117,11 @@ export class OciRuntime {
     // runc's stderr goes to a file: the container's init inherits it, so a pipe would stay open as long as the container runs.
     const log = await open(logPath, 'w');
     try {
-      await new Promise<void>((resolve, reject) => {
-        const child = spawn(this.paths.binary, ['--root', this.paths.root, 'create', '--bundle', bundle, '--pid-file', pidFile, id], { stdio: ['ignore', 'ignore', log.fd] });
-        child.on('error', reject);
-        child.on('exit', (code) => {
-          if (code === 0) return resolve();
-          void readFile(logPath, 'utf8').then((text) => reject(new InternalError(`runc create ${id}: ${text.trim() || `exit ${code}`}`)));
-        });
-      });
+      const { code, signal } = await spawnProcess(this.paths.binary, ['--root', this.paths.root, 'create', '--bundle', bundle, '--pid-file', pidFile, id], { stdio: ['ignore', 'ignore', log.fd] }).exited;
+      if (code !== 0) {
+        const text = await readFile(logPath, 'utf8').catch(() => '');
+        throw new InternalError(`runc create ${id}: ${text.trim() || (code === null ? `ended by ${signal}` : `exit ${code}`)}`);
+      }
     } finally {
       await log.close();
     }
@@ -160,8 +159,8 @@ export class OciRuntime {
       ...(options.tty ? ['--terminal'] : []),
     ];
     try {
-      const child = spawn(this.paths.conmon, args, { stdio: ['ignore', 'ignore', errors.fd, 'pipe'], detached: true, env: { ...process.env, _OCI_SYNCPIPE: '3' } });
-      const sync = child.stdio[3] as NodeJS.ReadableStream & { destroy(): void };
+      const child = spawnProcess(this.paths.conmon, args, { stdio: ['ignore', 'ignore', errors.fd, 'pipe'], newSession: true, env: { ...process.env, _OCI_SYNCPIPE: '3' } });
+      const sync = child.stdio[3]!;
       const reply = await new Promise<string>((resolve, reject) => {
         let text = '';
         const timer = setTimeout(() => reject(new DeadlineExceededError(`conmon did not report container ${id} within 60 s`)), 60_000);
@@ -176,13 +175,12 @@ export class OciRuntime {
           clearTimeout(timer);
           resolve(text);
         });
-        child.on('error', (err) => {
+        sync.on('error', (err) => {
           clearTimeout(timer);
           reject(err);
         });
       });
       sync.destroy();
-      child.unref();
       let parsed: { data?: number; message?: string };
       try {
         parsed = JSON.parse(reply.split('\n')[0] ?? '') as typeof parsed;
@@ -278,7 +276,7 @@ export class OciRuntime {
     const { binary, args, pidPath } = await this.prepareExec(id, processSpec, scratch);
     try {
       return await new Promise((resolve, reject) => {
-        const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+        const child = spawnProcess(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
         const collect = (stream: NodeJS.ReadableStream) => {
           const chunks: Buffer[] = [];
           let size = 0;
@@ -290,8 +288,8 @@ export class OciRuntime {
           });
           return () => Buffer.concat(chunks);
         };
-        const out = collect(child.stdout);
-        const err = collect(child.stderr);
+        const out = collect(child.stdout!);
+        const err = collect(child.stderr!);
         let timedOut = false;
         const timer =
           timeoutMs > 0
@@ -302,8 +300,8 @@ export class OciRuntime {
                   .catch(() => child.kill('SIGKILL'));
               }, timeoutMs)
             : undefined;
-        child.on('error', reject);
-        child.on('close', (code, signal) => {
+        const closed = (stream: NodeJS.ReadableStream) => new Promise((r) => stream.once('close', r));
+        void Promise.all([child.exited, closed(child.stdout!), closed(child.stderr!)]).then(([{ code, signal }]) => {
           clearTimeout(timer);
           if (timedOut) return reject(new DeadlineExceededError(`command timed out after ${timeoutMs / 1000} s`));
           const stderr = err();

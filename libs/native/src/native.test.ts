@@ -4,7 +4,7 @@
 // /tmp may be a tmpfs, which can lack trusted.* / user.* xattr support.
 import { strict as assert } from 'node:assert';
 import { execFileSync } from 'node:child_process';
-import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, lstatSync, mkdirSync, openSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { constants } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -21,7 +21,9 @@ import {
   mknod,
   mount,
   pinNamespaces,
+  runProcess,
   setOverlayOpaque,
+  spawnProcess,
   unmount,
 } from './index.js';
 
@@ -309,8 +311,10 @@ test('pinNamespaces: new net, UTS and IPC namespaces pinned to files, the hostna
     }
     assert.equal(execFileSync('nsenter', [`--uts=${pins.uts}`, 'hostname'], { encoding: 'utf8' }).trim(), 'pinned-pod');
     assert.equal(execFileSync('hostname', { encoding: 'utf8' }).trim(), hostname, "the node's hostname is untouched");
-    // A fresh network namespace has only its loopback, and it is down.
-    assert.match(execFileSync('nsenter', [`--net=${pins.net}`, 'ip', '-o', 'link'], { encoding: 'utf8' }).trim(), /^1: lo: <LOOPBACK>/);
+    // A fresh network namespace has only its loopback, brought up.
+    const links = execFileSync('nsenter', [`--net=${pins.net}`, 'ip', '-o', 'link'], { encoding: 'utf8' }).trim().split('\n');
+    assert.equal(links.length, 1, links.join('\n'));
+    assert.match(links[0]!, /^1: lo: <LOOPBACK,UP,LOWER_UP>/);
     // Every thread of this process stays out of them (libuv's pool threads included).
     for (const task of readdirSync('/proc/self/task')) assert.equal(statSync(`/proc/self/task/${task}/ns/net`).ino, before.net, `thread ${task}`);
   } finally {
@@ -331,4 +335,53 @@ test('pinNamespaces: new net, UTS and IPC namespaces pinned to files, the hostna
   assert.equal(await unmount(first), false, 'the pin made before the failure was undone');
   await assert.rejects(pinNamespaces({}), TypeError);
   await assert.rejects(pinNamespaces({ net: first, hostname: 'x' }), TypeError);
+});
+
+test('runProcess: output, input, exit codes, signals, a timeout, and a program that does not exist', async () => {
+  const r = await runProcess('/bin/sh', ['-c', 'echo out; echo err >&2; cat; exit 3'], { input: 'fed\n' });
+  assert.deepEqual([r.code, r.signal, r.stdout.toString(), r.stderr.toString(), r.timedOut], [3, null, 'out\nfed\n', 'err\n', false]);
+  const named = await runProcess('sh', ['-c', 'echo found in PATH']);
+  assert.equal(named.stdout.toString(), 'found in PATH\n');
+  const env = await runProcess('/bin/sh', ['-c', 'echo "$ONLY"; env | wc -l'], { env: { ONLY: 'this' } });
+  assert.match(env.stdout.toString(), /^this\n\s*[1-4]\n$/, 'only the given environment (sh adds PWD, SHLVL and _)');
+  const capped = await runProcess('/bin/sh', ['-c', 'head -c 100000 /dev/zero'], { maxOutput: 1000 });
+  assert.deepEqual([capped.stdout.length, capped.truncated, capped.code], [1000, true, 0]);
+  const slow = await runProcess('/bin/sleep', ['30'], { timeoutMs: 100 });
+  assert.deepEqual([slow.timedOut, slow.signal, slow.code], [true, 'SIGKILL', null]);
+  assert.throws(() => spawnProcess('/nonexistent/berth-program', []), (e: NodeJS.ErrnoException) => e.code === 'ENOENT' && e.syscall === 'spawn');
+});
+
+test('spawnProcess: the child gets default signals, only the fds it was given, its own session when asked, and can be killed', async () => {
+  // Node ignores SIGPIPE; a child must not inherit that (bit 13 of SigIgn), nor any blocked signal.
+  const status = (await runProcess('/bin/cat', ['/proc/self/status'])).stdout.toString();
+  assert.equal(BigInt(`0x${/^SigBlk:\s*(\w+)/m.exec(status)![1]}`), 0n);
+  assert.equal(BigInt(`0x${/^SigIgn:\s*(\w+)/m.exec(status)![1]}`) & (1n << 12n), 0n, 'SIGPIPE at its default');
+  // The child has its three stdio fds and what it was given; nothing else of this process.
+  const fds = (await runProcess('/bin/ls', ['/proc/self/fd'])).stdout.toString().trim().split('\n').map(Number);
+  assert.deepEqual(fds, [0, 1, 2, 3], "0-2 and ls's own directory");
+  const dir = mkdtempSync('/tmp/berth-native-spawn-');
+  const file = openSync(join(dir, 'f'), 'w');
+  try {
+    const given = spawnProcess('/bin/sh', ['-c', 'echo via fd 3 >&3'], { stdio: ['ignore', 'ignore', 'ignore', file] });
+    assert.deepEqual(await given.exited, { code: 0, signal: null });
+    assert.equal(readFileSync(join(dir, 'f'), 'utf8'), 'via fd 3\n');
+  } finally {
+    closeSync(file);
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const sessionOf = async (newSession: boolean) => {
+    const child = spawnProcess('/bin/sh', ['-c', 'cut -d" " -f6 /proc/$$/stat'], { stdio: ['ignore', 'pipe', 'ignore'], newSession });
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    await Promise.all([child.exited, new Promise((r) => child.stdout!.once('close', r))]);
+    return { pid: child.pid, sid: Number(out.trim()) };
+  };
+  const ours = Number(readFileSync('/proc/self/stat', 'utf8').split(') ')[1]!.split(' ')[3]);
+  assert.equal((await sessionOf(false)).sid, ours, "this process's session");
+  const leader = await sessionOf(true);
+  assert.equal(leader.sid, leader.pid, 'a new session, led by the child');
+  const sleeper = spawnProcess('/bin/sleep', ['30']);
+  assert.ok(sleeper.kill('SIGTERM'));
+  assert.deepEqual(await sleeper.exited, { code: null, signal: 'SIGTERM' });
+  assert.equal(sleeper.kill(), false, 'a reaped child is not signalled (its pid may be reused)');
 });
