@@ -169,6 +169,35 @@ describe('a pod with containers', () => {
     await stack.cri.runtime.removeContainer({ containerId: quitter });
   });
 
+  test('RemoveContainer answers before its cleanup, which finishes behind it, across a kill -9 of the executor too', async () => {
+    const brief = (await stack.cri.runtime.createContainer({ podSandboxId: podId, config: containerConfig('brief', ['/bin/sleep', '1000']), sandboxConfig: config })).containerId;
+    await stack.cri.runtime.startContainer({ containerId: brief });
+    await stack.cri.runtime.removeContainer({ containerId: brief }); // running: killed, then removed
+    const before = stack.pid('executor');
+    process.kill(before, 'SIGKILL');
+    const pending = existsSync(join(stack.dir, 'state/executor/container-removals', `${brief}.json`));
+    await waitFor('a new executor', async () => {
+      try {
+        return stack.pid('executor') !== before ? true : undefined;
+      } catch {
+        return undefined;
+      }
+    }, 20_000);
+    await assert.rejects(waitFor('the executor answering', () => stack.cri.runtime.containerStatus({ containerId: brief, verbose: false }).then(() => 'found', (e: Error) => (isCategory(e, 'not-found') ? Promise.reject(e) : undefined)), 20_000), category('not-found'));
+    const listed = await stack.cri.runtime.listContainers({ filter: undefined });
+    assert.ok(!listed.containers.some((c) => c.id === brief), 'not listed');
+    // The name is free at once: the same name and attempt make a new container.
+    const again = (await stack.cri.runtime.createContainer({ podSandboxId: podId, config: containerConfig('brief', ['/bin/true']), sandboxConfig: config })).containerId;
+    assert.notEqual(again, brief);
+    await stack.cri.runtime.removeContainer({ containerId: again });
+    for (const id of [brief, again]) {
+      await waitFor(`the cleanup of ${id.slice(0, 12)} (cut short by the kill: ${pending})`, async () => {
+        const left = readFileSync('/proc/mounts', 'utf8').includes(id) || existsSync(join(stack.dir, 'state/executor/containers', id)) || existsSync(join(stack.dir, 'state/executor/container-removals', `${id}.json`));
+        return left ? undefined : true;
+      }, 20_000);
+    }
+  });
+
   test('StopContainer sends the stop signal and reports the exit', async () => {
     await stack.cri.runtime.stopContainer({ containerId: sleeper, timeout: 5n });
     const s = await exited(sleeper);

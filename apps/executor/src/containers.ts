@@ -2,6 +2,7 @@
 // snapshot, conmon for logs and the exit code; status from the records,
 // the runtime and conmon's exit files.
 import { watch } from 'node:fs';
+import { constants as osConstants } from 'node:os';
 import { lstat, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, normalize } from 'node:path';
 import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from '@berth/errors';
@@ -13,7 +14,7 @@ import { cgroupsPath, newId, nowNanos, podNamespaces, type Pods } from './pods.j
 import { InFlight } from './keyed.js';
 import { conmonControl } from './streaming/sessions.js';
 import type { ContainerRecord, PodRecord } from './records.js';
-import { unmount } from '@berth/native';
+import { signalProcess, unmount } from '@berth/native';
 import { mountRootfs, unmountRootfs } from './rootfs.js';
 import { processStart, stillRunning } from './runtime.js';
 import { resolveInRoot, resolveUser } from './user.js';
@@ -256,8 +257,9 @@ export class Containers {
       record.pid = await inSpan('container: conmon + runc create', () => runtime.createMonitored(id, dir, { logPath, name: `${meta.name}_${pod.name}_${pod.namespace}_${pod.uid}_${meta.attempt}`, stdin: config.stdin, stdinOnce: config.stdinOnce, tty: config.tty }));
       undo.push(() => runtime.delete(id));
       const conmonPid = Number((await readFile(join(dir, 'conmon.pid'), 'utf8').catch(() => '0')).trim());
-      const conmonStart = await processStart(conmonPid);
+      const [conmonStart, pidStart] = await Promise.all([processStart(conmonPid), processStart(record.pid)]);
       if (conmonStart !== undefined) Object.assign(record, { conmonPid, conmonStart });
+      if (pidStart !== undefined) record.pidStart = pidStart;
       await inSpan('container: record', () => this.ctx.containerRecords.put(record));
       this.ctx.emit(id, pod.id, 'created');
       return { containerId: id };
@@ -351,6 +353,20 @@ export class Containers {
     }
   }
 
+  /**
+   * The stop signal goes to the container's process, as `runc kill` sends it,
+   * but straight from here: the process is known by pid and start time, so
+   * no runtime process is needed. Without a recorded start time, runc does it.
+   */
+  private async signal(c: ContainerRecord, name: string): Promise<void> {
+    const signal = (name.startsWith('SIG') ? name : `SIG${name}`).toUpperCase() as NodeJS.Signals;
+    if (c.pidStart !== undefined && c.pid > 0 && signal in osConstants.signals) {
+      signalProcess(c.pid, c.pidStart, signal);
+      return;
+    }
+    await this.runtime(this.ctx.pods.get(c.podId)).kill(c.id, name).catch(() => undefined);
+  }
+
   async stop(id: string, timeoutSeconds: number): Promise<void> {
     const c = this.get(id);
     await this.refresh(c);
@@ -360,7 +376,7 @@ export class Containers {
       // Never started: there is nothing to signal gracefully.
       await runtime.kill(c.id, 'KILL').catch(() => undefined);
     } else if (timeoutSeconds > 0) {
-      await runtime.kill(c.id, c.stopSignal || 'TERM').catch(() => undefined);
+      await this.signal(c, c.stopSignal || 'TERM');
       if (await this.waitExit(c, timeoutSeconds * 1000)) {
         await this.refresh(c);
         return;
@@ -371,6 +387,13 @@ export class Containers {
     await this.refresh(c);
   }
 
+  /**
+   * RemoveContainer. The container is gone from every answer once its
+   * record has moved to the removals (one rename): the reply does not wait
+   * for the rest (its runtime state, mounts, snapshots and directory), which
+   * goes on here and, after a crash, at the next start. RemovePodSandbox
+   * waits for all of it.
+   */
   async remove(id: string): Promise<void> {
     let c: ContainerRecord;
     try {
@@ -379,15 +402,32 @@ export class Containers {
       return; // idempotent
     }
     await this.stop(c.id, 0);
-    await this.tearDown(c);
-    await inSpan('container: remove snapshots', async () => {
-      await unmountRootfs(this.ctx, c.snapshotKey, join(c.dir, 'rootfs'));
-      for (const v of c.volumes ?? []) await unmountRootfs(this.ctx, v.key, v.target);
-    });
-    await rm(join(this.runtime(this.ctx.pods.get(c.podId)).paths.exitDir, c.id), { force: true });
-    await rm(c.dir, { recursive: true, force: true });
-    await this.ctx.containerRecords.delete(c.id);
+    if (this.ctx.containerRecords.get(c.id) !== c) return; // removed meanwhile by another call
+    await this.ctx.containerRecords.moveTo(c.id, this.ctx.containerRemovals);
     this.ctx.emit(c.id, c.podId, 'deleted');
+    void this.finishRemoval(c).catch(() => undefined);
+  }
+
+  private readonly removing = new InFlight<void>();
+
+  /** The cleanup of a removed container; failures are logged and tried again a minute later. */
+  private finishRemoval(c: ContainerRecord): Promise<void> {
+    return this.removing.run(c.id, async () => {
+      try {
+        await inSpan('container: clean up', async () => {
+          await this.tearDown(c);
+          await unmountRootfs(this.ctx, c.snapshotKey, join(c.dir, 'rootfs'));
+          for (const v of c.volumes ?? []) await unmountRootfs(this.ctx, v.key, v.target);
+          await rm(join(this.runtime(this.ctx.pods.get(c.podId)).paths.exitDir, c.id), { force: true });
+          await rm(c.dir, { recursive: true, force: true });
+          await this.ctx.containerRemovals.delete(c.id);
+        });
+      } catch (err) {
+        this.ctx.logger.warn({ err, container: c.id }, 'cleaning up a removed container; trying again in a minute');
+        setTimeout(() => void this.finishRemoval(c).catch(() => undefined), 60_000).unref();
+        throw err;
+      }
+    });
   }
 
   /**
@@ -423,8 +463,9 @@ export class Containers {
     };
   }
 
-  /** At start: containers that exited while the executor was down get their exit recorded (and published). */
+  /** At start: containers that exited while the executor was down get their exit recorded (and published); removals cut short finish. */
   async recover(): Promise<void> {
+    for (const c of this.ctx.containerRemovals.all()) void this.finishRemoval(c).catch(() => undefined);
     for (const c of this.ctx.containerRecords.all()) {
       await this.refresh(c).catch((err: unknown) => this.ctx.logger.warn({ err, container: c.id }, 'recovering a container'));
       // An exit recorded before a crash may not have been torn down yet.
@@ -432,12 +473,19 @@ export class Containers {
     }
   }
 
+  /** Stops every container of the pod, all at once, and lets go of what they held (their cgroups go before the pod's). */
   async stopAllOf(podId: string): Promise<void> {
-    for (const c of this.ctx.containerRecords.all()) if (c.podId === podId) await this.stop(c.id, 0);
+    const mine = this.ctx.containerRecords.all().filter((c) => c.podId === podId);
+    await Promise.all(mine.map(async (c) => {
+      await this.stop(c.id, 0);
+      await this.tearDown(c);
+    }));
   }
 
+  /** Removes every container of the pod and waits for all of their cleanup, earlier removals' included. */
   async removeAllOf(podId: string): Promise<void> {
-    for (const c of this.ctx.containerRecords.all()) if (c.podId === podId) await this.remove(c.id);
+    await Promise.all(this.ctx.containerRecords.all().filter((c) => c.podId === podId).map((c) => this.remove(c.id)));
+    await Promise.all(this.ctx.containerRemovals.all().filter((c) => c.podId === podId).map((c) => this.finishRemoval(c)));
   }
 
   private criState(c: ContainerRecord): criV1.ContainerState {

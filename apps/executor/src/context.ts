@@ -28,6 +28,8 @@ export interface ExecutorContext {
   images: ImageResolver;
   pods: RecordStore<PodRecord>;
   containerRecords: RecordStore<ContainerRecord>;
+  /** Containers removed (gone from every answer) whose cleanup has not finished yet: finished in the background, and at start after a crash. */
+  containerRemovals: RecordStore<ContainerRecord>;
   containers: { stopAllOf(podId: string): Promise<void>; removeAllOf(podId: string): Promise<void> };
   /** Publishes a lifecycle event (GetContainerEvents). */
   emit(containerId: string, podSandboxId: string, type: 'created' | 'started' | 'stopped' | 'deleted'): void;

@@ -44,8 +44,10 @@ await runDaemon({
     ctx.onShutdown(() => store.close());
     const pods = new RecordStore<PodRecord>(join(config.stateDir, 'executor', 'pod-records'));
     const containerRecords = new RecordStore<ContainerRecord>(join(config.stateDir, 'executor', 'container-records'));
+    const containerRemovals = new RecordStore<ContainerRecord>(join(config.stateDir, 'executor', 'container-removals'));
     await pods.load();
     await containerRecords.load();
+    await containerRemovals.load();
     const context: ExecutorContext = {
       config,
       logger: ctx.logger,
@@ -63,6 +65,7 @@ await runDaemon({
       images: new ImageResolver(store, ctx.bus, config.sandboxImage || builtinSandboxImage(ctx.version), config.sandboxImage === ''),
       pods,
       containerRecords,
+      containerRemovals,
       containers: { stopAllOf: async () => undefined, removeAllOf: async () => undefined },
       runtimeFor: (handler) => runtimes.get(handler),
       emit: (containerId, podSandboxId, type) => ctx.bus.publish(subjects.containerEvent, { containerId, podSandboxId, type, at: (BigInt(Date.now()) * 1_000_000n).toString() }),

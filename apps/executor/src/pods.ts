@@ -14,7 +14,7 @@ import { InFlight } from './keyed.js';
 import { buildSpec } from './oci-spec.js';
 import { validateSysctls } from './oci-spec.js';
 import type { PodRecord } from './records.js';
-import { mount, pinNamespaces as pin, unmount } from '@berth/native';
+import { mount, pinNamespaces as pin, signalProcess, unmount } from '@berth/native';
 import { mountRootfs, unmountRootfs } from './rootfs.js';
 import { processStart, stillRunning } from './runtime.js';
 
@@ -261,7 +261,15 @@ export class Pods {
       const { network } = await loadCniConfig(this.ctx.config.cni.confDir, this.ctx.config.cni.binDirs);
       if (network !== undefined && pod.namespacePaths.net) await cniDel(network, cniArgs(pod), this.ctx.config.cni.binDirs, pod.cniResult);
     };
-    const steps = await Promise.allSettled([inSpan('pod: pause delete', () => runtime.delete(pod.id)), inSpan('pod: CNI DEL', network)]);
+    // `runc delete --force` of a running container signals it and then sleeps 100 ms before looking again:
+    // the pause is killed from here (by pid and start time) and its end awaited, so runc finds it stopped.
+    const pause = async (): Promise<void> => {
+      if (pod.pauseStart !== undefined && signalProcess(pod.pausePid, pod.pauseStart, 'SIGKILL')) {
+        for (const until = Date.now() + 2000; Date.now() < until && (await stillRunning(pod.pausePid, pod.pauseStart)); ) await new Promise((r) => setTimeout(r, 2));
+      }
+      await runtime.delete(pod.id);
+    };
+    const steps = await Promise.allSettled([inSpan('pod: pause delete', pause), inSpan('pod: CNI DEL', network)]);
     for (const step of steps) if (step.status === 'rejected') throw step.reason;
     await unpinNamespaces(this.ctx, pod);
     await unmount(join(pod.dir, 'shm')).catch(() => undefined);

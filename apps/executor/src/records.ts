@@ -67,6 +67,8 @@ export interface ContainerRecord {
   volumes?: { key: string; target: string }[];
   stopSignal: string;
   pid: number;
+  /** The container process's start time (see processStart): it is signalled directly only while that process runs. */
+  pidStart?: string;
   /** conmon's pid and start time: while it runs without an exit file, the container has not exited. */
   conmonPid?: number;
   conmonStart?: string;
@@ -130,5 +132,14 @@ export class RecordStore<T extends { id: string }> {
   async delete(id: string): Promise<void> {
     await rm(join(this.dir, `${id}.json`), { force: true });
     this.items.delete(id);
+  }
+
+  /** Moves a record to another store (one rename of its file): gone from this one, kept in that one. */
+  async moveTo(id: string, other: RecordStore<T>): Promise<void> {
+    const record = this.items.get(id);
+    if (record === undefined) return;
+    await rename(join(this.dir, `${id}.json`), join(other.dir, `${id}.json`));
+    this.items.delete(id);
+    other.items.set(id, record);
   }
 }

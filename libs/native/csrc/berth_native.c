@@ -875,6 +875,64 @@ out:
   return result;
 }
 
+/*
+ * signalProcess(pid, start, signal): sends `signal` to the process `pid`
+ * only if it is still the one that started at `start` (field 22 of
+ * /proc/<pid>/stat, clock ticks since boot). The process is pinned with a
+ * pidfd before its start time is read, so a pid reused in between cannot
+ * be signalled. Returns false when that process is gone.
+ */
+static napi_value SignalProcess(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  if (!get_args(env, info, 3, argv)) return NULL;
+  unsigned int pid = 0, sig = 0;
+  char *start = NULL;
+  if (!get_uint(env, argv[0], "pid", 4194304, &pid) || !get_cstring(env, argv[1], "start", &start) || !get_uint(env, argv[2], "signal", 64, &sig)) {
+    free(start);
+    return NULL;
+  }
+  bool sent = false;
+  int err = 0;
+  int pidfd = pid > 0 ? (int)syscall(SYS_pidfd_open, (pid_t)pid, 0) : -1;
+  if (pidfd >= 0) {
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%u/stat", pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
+    if (fd >= 0) close(fd);
+    if (n > 0) {
+      buf[n] = '\0';
+      /* Fields after the command name (which may hold spaces and parentheses): state is field 3, start time field 22. */
+      char *close_paren = strrchr(buf, ')');
+      char *p = close_paren;
+      int field = 2;
+      for (; p != NULL && *p != '\0' && field < 22; p++)
+        if (*p == ' ') field++;
+      if (p != NULL && field == 22) {
+        size_t len = strcspn(p, " ");
+        bool zombie = close_paren[1] == ' ' && close_paren[2] == 'Z';
+        if (!zombie && len == strlen(start) && strncmp(p, start, len) == 0) {
+          if (syscall(SYS_pidfd_send_signal, pidfd, (int)sig, NULL, 0) == 0) sent = true;
+          else if (errno != ESRCH) err = errno;
+        }
+      }
+    }
+    close(pidfd);
+  } else if (errno != ESRCH && errno != EINVAL) {
+    err = errno;
+  }
+  free(start);
+  if (err != 0) {
+    napi_value empty;
+    napi_create_string_utf8(env, "", 0, &empty);
+    throw_errno(env, err, "pidfd_send_signal", empty, "");
+    return NULL;
+  }
+  napi_value result;
+  NAPI_CALL(env, napi_get_boolean(env, sent, &result));
+  return result;
+}
+
 /* ------------------------------------------------------------------ init */
 
 static napi_value set_fn(napi_env env, napi_value exports, const char *name, napi_callback cb) {
@@ -903,6 +961,7 @@ NAPI_MODULE_INIT() {
       !set_fn(env, exports, "pinNamespaces", PinNamespaces) ||
       !set_fn(env, exports, "pipe", Pipe) ||
       !set_fn(env, exports, "spawn", Spawn) ||
+      !set_fn(env, exports, "signalProcess", SignalProcess) ||
       !set_int(env, exports, "S_IFCHR", S_IFCHR) ||
       !set_int(env, exports, "S_IFBLK", S_IFBLK) ||
       !set_int(env, exports, "S_IFIFO", S_IFIFO)) {

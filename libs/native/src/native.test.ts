@@ -23,6 +23,7 @@ import {
   pinNamespaces,
   runProcess,
   setOverlayOpaque,
+  signalProcess,
   spawnProcess,
   unmount,
 } from './index.js';
@@ -384,4 +385,14 @@ test('spawnProcess: the child gets default signals, only the fds it was given, i
   assert.ok(sleeper.kill('SIGTERM'));
   assert.deepEqual(await sleeper.exited, { code: null, signal: 'SIGTERM' });
   assert.equal(sleeper.kill(), false, 'a reaped child is not signalled (its pid may be reused)');
+});
+
+test('signalProcess signals only the process that started at the given time', async () => {
+  const child = spawnProcess('/bin/sleep', ['30']);
+  const start = readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[19]!;
+  assert.equal(signalProcess(child.pid, String(BigInt(start) + 1n), 'SIGTERM'), false, 'another start time: another process');
+  assert.equal(signalProcess(child.pid, start, 'SIGTERM'), true);
+  assert.deepEqual(await child.exited, { code: null, signal: 'SIGTERM' });
+  assert.equal(signalProcess(child.pid, start, 'SIGTERM'), false, 'gone');
+  assert.throws(() => signalProcess(child.pid, start, 'SIGNOPE' as NodeJS.Signals), TypeError);
 });
