@@ -27,30 +27,39 @@ export interface CriServiceDeps {
  */
 function forwardToExecutor(backends: Backends, view: RuntimeView) {
   const e = backends.executor;
-  /** A call that may change pods or containers: what the view keeps is dropped once it is done (or failed halfway). */
+  /**
+   * A call that may change pods or containers: what the view keeps is dropped
+   * once it is done (or failed halfway); on success the status of what it
+   * changed (`changed` names it) is fetched at once.
+   */
   const changing =
-    <Req, Res>(call: (r: Req) => Promise<Res>) =>
+    <Req, Res>(call: (r: Req) => Promise<Res>, changed?: (r: Req, res: Res) => ['pod' | 'container', string]) =>
     async (r: Req): Promise<Res> => {
+      let res: Res | undefined;
       try {
-        return await call(r);
+        res = await call(r);
+        return res;
       } finally {
         view.changed();
+        if (res !== undefined && changed !== undefined) view.prefetch(...changed(r, res));
       }
     };
+  const pod = (id: string): ['pod', string] => ['pod', id];
+  const container = (id: string): ['container', string] => ['container', id];
   return {
-    runPodSandbox: changing((r: criV1.RunPodSandboxRequest) => e.runPodSandbox(r)),
-    stopPodSandbox: changing((r: criV1.StopPodSandboxRequest) => e.stopPodSandbox(r)),
+    runPodSandbox: changing((r: criV1.RunPodSandboxRequest) => e.runPodSandbox(r), (_, res) => pod(res.podSandboxId)),
+    stopPodSandbox: changing((r: criV1.StopPodSandboxRequest) => e.stopPodSandbox(r), (r) => pod(r.podSandboxId)),
     removePodSandbox: changing((r: criV1.RemovePodSandboxRequest) => e.removePodSandbox(r)),
     podSandboxStatus: (r: criV1.PodSandboxStatusRequest) => view.podSandboxStatus(r),
     listPodSandbox: (r: criV1.ListPodSandboxRequest) => view.listPodSandbox(r),
-    createContainer: changing((r: criV1.CreateContainerRequest) => e.createContainer(r)),
-    startContainer: changing((r: criV1.StartContainerRequest) => e.startContainer(r)),
-    stopContainer: changing((r: criV1.StopContainerRequest) => e.stopContainer(r)),
+    createContainer: changing((r: criV1.CreateContainerRequest) => e.createContainer(r), (_, res) => container(res.containerId)),
+    startContainer: changing((r: criV1.StartContainerRequest) => e.startContainer(r), (r) => container(r.containerId)),
+    stopContainer: changing((r: criV1.StopContainerRequest) => e.stopContainer(r), (r) => container(r.containerId)),
     removeContainer: changing((r: criV1.RemoveContainerRequest) => e.removeContainer(r)),
     containerStatus: (r: criV1.ContainerStatusRequest) => view.containerStatus(r),
     listContainers: (r: criV1.ListContainersRequest) => view.listContainers(r),
     execSync: (r: criV1.ExecSyncRequest) => e.execSync(r),
-    updateContainerResources: changing((r: criV1.UpdateContainerResourcesRequest) => e.updateContainerResources(r)),
+    updateContainerResources: changing((r: criV1.UpdateContainerResourcesRequest) => e.updateContainerResources(r), (r) => container(r.containerId)),
     reopenContainerLog: (r: criV1.ReopenContainerLogRequest) => e.reopenContainerLog(r),
     containerStats: (r: criV1.ContainerStatsRequest) => e.containerStats(r),
     listContainerStats: (r: criV1.ListContainerStatsRequest) => e.listContainerStats(r),

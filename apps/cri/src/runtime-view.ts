@@ -1,43 +1,90 @@
 // What the kubelet polls every second (ListPodSandbox, ListContainers, and
 // the status of what changed) answered from memory: each answer is fetched
-// from the executor once and kept until something changes. Changes are the
-// executor's lifecycle events (exits, a pod's pause dying, calls made by
-// anyone) and this frontend's own mutating calls; either drops everything
-// kept. A fetch that overlapped a change is not kept. Entries also expire
-// after a few seconds, so a missed event costs at most that.
+// from the executor once and kept until it may have changed. Changes are
+// the executor's lifecycle events (exits, a pod's pause dying, calls made by
+// anyone), which drop what they concern (a container's status and the
+// container list, or a pod's status and the pod list), and this frontend's
+// own mutating calls, which drop everything.
+//
+// An answer is kept only if its fetch began after the last change it may
+// reflect. Events carry the executor's CLOCK_MONOTONIC time of the change
+// (one clock for every process of the node), so an answer fetched after a
+// change survives the late arrival of that change's event. Entries also
+// expire after a few seconds, so a missed event costs at most that. The
+// status of what a call just changed is fetched at once (the kubelet asks
+// for it next), and a question asked while its answer is being fetched
+// joins that fetch.
+import type { ContainerEvent } from '@berth/bus';
 import { filterContainers, filterPods, type criV1 } from '@berth/proto';
 import type { Backends } from './backends.js';
 
 /** The longest an answer is kept without hearing of a change. */
 const maxAgeMs = 5000;
+/** Change times kept per pod or container before they are folded into one for all. */
+const maxChangeTimes = 10_000;
+
+const now = (): bigint => process.hrtime.bigint();
 
 export class RuntimeView {
-  private readonly kept = new Map<string, { at: number; value: unknown }>();
-  private generation = 0;
+  private readonly kept = new Map<string, { at: number; started: bigint; value: unknown }>();
+  private readonly fetching = new Map<string, { started: bigint; value: Promise<unknown> }>();
+  /** The latest change heard of, per key; and for every key. */
+  private readonly changedAt = new Map<string, bigint>();
+  private allChangedAt = 0n;
   private readonly stop: () => void;
 
   constructor(private readonly backends: Backends) {
-    this.stop = backends.watchContainerEvents(() => this.changed());
+    this.stop = backends.watchContainerEvents((e) => this.heard(e));
   }
 
   /** Drops everything kept: call after anything that may change a pod or container. */
   changed(): void {
-    this.generation++;
+    this.allChangedAt = now();
     this.kept.clear();
+    this.changedAt.clear();
+  }
+
+  /** An event from the executor: what it concerns is stale if fetched before the change. */
+  private heard(e: ContainerEvent): void {
+    const at = e.mono !== undefined && /^\d+$/.test(e.mono) ? BigInt(e.mono) : now();
+    const keys = e.containerId === e.podSandboxId ? [`pod/${e.podSandboxId}`, 'pods'] : [`container/${e.containerId}`, 'containers'];
+    if (this.changedAt.size > maxChangeTimes) this.changed();
+    for (const key of keys) if (at > (this.changedAt.get(key) ?? 0n)) this.changedAt.set(key, at);
+  }
+
+  private staleBefore(key: string): bigint {
+    const one = this.changedAt.get(key) ?? 0n;
+    return one > this.allChangedAt ? one : this.allChangedAt;
   }
 
   close(): void {
     this.stop();
   }
 
-  private async keep<T>(key: string, fetch: () => Promise<T>): Promise<T> {
+  private keep<T>(key: string, fetch: () => Promise<T>): Promise<T> {
     const hit = this.kept.get(key);
-    if (hit !== undefined && Date.now() - hit.at < maxAgeMs) return hit.value as T;
-    const generation = this.generation;
-    const started = Date.now();
-    const value = await fetch();
-    if (generation === this.generation) this.kept.set(key, { at: started, value });
+    if (hit !== undefined && hit.started > this.staleBefore(key) && Date.now() - hit.at < maxAgeMs) return Promise.resolve(hit.value as T);
+    const pending = this.fetching.get(key);
+    if (pending !== undefined && pending.started > this.staleBefore(key)) return pending.value as Promise<T>;
+    const started = now();
+    const at = Date.now();
+    const value = fetch().then((v) => {
+      if (started > this.staleBefore(key)) this.kept.set(key, { at, started, value: v });
+      return v;
+    });
+    const entry = { started, value };
+    this.fetching.set(key, entry);
+    const done = () => {
+      if (this.fetching.get(key) === entry) this.fetching.delete(key);
+    };
+    value.then(done, done);
     return value;
+  }
+
+  /** After a change to one pod or container: its status, fetched now, as the kubelet asks for it next. */
+  prefetch(kind: 'pod' | 'container', id: string): void {
+    const fetched = kind === 'pod' ? this.podSandboxStatus({ podSandboxId: id, verbose: false }) : this.containerStatus({ containerId: id, verbose: false });
+    fetched.catch(() => undefined);
   }
 
   async listContainers(r: criV1.ListContainersRequest): Promise<criV1.ListContainersResponse> {

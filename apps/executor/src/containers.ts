@@ -281,6 +281,8 @@ export class Containers {
   }
 
   private readonly refreshing = new InFlight<ContainerRecord>();
+  /** Whether the exit watcher runs: while it does, a status needs no look at conmon or the runtime. */
+  private exitsWatched = false;
 
   /** Brings a record up to date with conmon's exit file and the runtime (one check at a time per container, so an exit is published once). */
   refresh(c: ContainerRecord): Promise<ContainerRecord> {
@@ -441,6 +443,11 @@ export class Containers {
       const c = name === null ? undefined : this.ctx.containerRecords.get(name);
       if (c !== undefined && c.state !== 'exited') void this.refresh(c).catch((err: unknown) => this.ctx.logger.warn({ err, container: c.id }, 'reading an exit'));
     });
+    this.exitsWatched = true;
+    watcher.on('error', (err) => {
+      this.exitsWatched = false;
+      this.ctx.logger.warn({ err, dir }, 'the exit watcher failed: statuses look for exits themselves from now on');
+    });
     // A sweep catches what leaves no exit file (conmon killed, a missed notification),
     // and a pod whose pause process died: its sandbox is no longer ready, which is news.
     const deadPods = new Set<string>();
@@ -458,6 +465,7 @@ export class Containers {
     }, 5000);
     sweep.unref();
     return () => {
+      this.exitsWatched = false;
       clearInterval(sweep);
       watcher.close();
     };
@@ -493,7 +501,8 @@ export class Containers {
   }
 
   async status(id: string, verbose: boolean): Promise<criV1.ContainerStatusResponse> {
-    const c = await this.refresh(this.get(id));
+    // As for List, the exit watcher and the sweep keep the record current; a verbose answer looks again itself.
+    const c = verbose || !this.exitsWatched ? await this.refresh(this.get(id)) : this.get(id);
     return {
       status: {
         id: c.id,

@@ -68,7 +68,7 @@ await runDaemon({
       containerRemovals,
       containers: { stopAllOf: async () => undefined, removeAllOf: async () => undefined },
       runtimeFor: (handler) => runtimes.get(handler),
-      emit: (containerId, podSandboxId, type) => ctx.bus.publish(subjects.containerEvent, { containerId, podSandboxId, type, at: (BigInt(Date.now()) * 1_000_000n).toString() }),
+      emit: (containerId, podSandboxId, type) => ctx.bus.publish(subjects.containerEvent, { containerId, podSandboxId, type, at: (BigInt(Date.now()) * 1_000_000n).toString(), mono: process.hrtime.bigint().toString() }),
     };
     const podManager = new Pods(context);
     const containers = new Containers(context, podManager);

@@ -78,6 +78,8 @@ export interface ContainerEvent {
   type: 'created' | 'started' | 'stopped' | 'deleted';
   /** Nanoseconds since the epoch, as a decimal string. */
   at: string;
+  /** The same moment on CLOCK_MONOTONIC (process.hrtime.bigint(), one clock for every process of the node), for ordering the event against other work. */
+  mono?: string;
 }
 
 /** Queue group shared by every image-service replica. */
