@@ -343,7 +343,13 @@ export function spawnProcess(file: string, args: readonly string[], options: Spa
   } finally {
     for (const fd of toClose) closeSync(fd);
   }
-  const stdio = ours.map((fd, i) => (fd === undefined ? undefined : new Socket({ fd, readable: i !== 0, writable: i === 0 })));
+  const stdio = ours.map((fd, i) => {
+    if (fd === undefined) return undefined;
+    const socket = new Socket({ fd, readable: i !== 0, writable: i === 0 });
+    // A pipe's error (EPIPE: the child closed its end) is followed by 'close'; unheard, it would end this process.
+    socket.on('error', () => undefined);
+    return socket;
+  });
   return {
     pid,
     stdio,
@@ -397,10 +403,7 @@ export async function runProcess(file: string, args: readonly string[], options:
       stream.on('error', () => resolve(Buffer.concat(chunks)));
       stream.on('close', () => resolve(Buffer.concat(chunks)));
     });
-  if (options.input !== undefined) {
-    child.stdin?.on('error', () => undefined); // a child that exits without reading its input
-    child.stdin?.end(options.input);
-  }
+  if (options.input !== undefined) child.stdin?.end(options.input);
   let timedOut = false;
   const timer = options.timeoutMs === undefined ? undefined : setTimeout(() => (timedOut = child.kill('SIGKILL')), options.timeoutMs);
   try {
