@@ -12,6 +12,8 @@ export interface ExecutorPaths {
   nsDir: string;
   /** Short-lived files (exec process specs). */
   scratchDir: string;
+  /** The sandbox images' root filesystems, each shared by every pause container of that image. */
+  pauseRootfsDir: string;
 }
 
 /** What the pod and container managers share. */

@@ -51,7 +51,7 @@ await runDaemon({
     const context: ExecutorContext = {
       config,
       logger: ctx.logger,
-      paths: { podsDir: join(config.stateDir, 'executor', 'pods'), containersDir: join(config.stateDir, 'executor', 'containers'), nsDir: join(run, 'ns'), scratchDir: join(run, 'scratch') },
+      paths: { podsDir: join(config.stateDir, 'executor', 'pods'), containersDir: join(config.stateDir, 'executor', 'containers'), nsDir: join(run, 'ns'), scratchDir: join(run, 'scratch'), pauseRootfsDir: join(run, 'pause-rootfs') },
       cgroupDriver,
       minOomScoreAdj: Number(readFileSync('/proc/self/oom_score_adj', 'utf8').trim()) || 0,
       hostHasAppArmor: (() => {
@@ -73,6 +73,8 @@ await runDaemon({
     const podManager = new Pods(context);
     const containers = new Containers(context, podManager);
     context.containers = containers;
+    await podManager.recover();
+    ctx.onShutdown(() => podManager.releasePauseRootfs());
     await containers.recover();
     ctx.onShutdown(containers.watchExits());
     ctx.logger.info({ pods: pods.items.size, containers: containerRecords.items.size }, 'records loaded');

@@ -107,6 +107,8 @@ export interface SpecInput {
   namespaces: { type: string; path?: string }[];
   cgroupsPath: string;
   readonlyRootfs: boolean;
+  /** The root filesystem, absolute or relative to the bundle (default `rootfs`). */
+  rootPath?: string;
   mounts: MountSpec[];
   privileged: boolean;
   capabilities: string[];
@@ -182,7 +184,7 @@ export function buildSpec(input: SpecInput): Spec {
       oomScoreAdj: oom,
       ...(input.apparmorProfile === undefined || input.privileged ? {} : { apparmorProfile: input.apparmorProfile }),
     },
-    root: { path: 'rootfs', readonly: input.readonlyRootfs },
+    root: { path: input.rootPath ?? 'rootfs', readonly: input.readonlyRootfs },
     ...(input.hostname === undefined ? {} : { hostname: input.hostname }),
     mounts: [...baseMounts().map((m) => (input.privileged && m.destination === '/sys' ? { ...m, options: m.options.filter((o) => o !== 'ro') } : m)), ...input.mounts],
     linux: {

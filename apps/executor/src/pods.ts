@@ -2,7 +2,7 @@
 // hosts/resolv.conf/hostname files and /dev/shm, and the pause container
 // that holds the pod's PID namespace.
 import { randomBytes } from 'node:crypto';
-import { copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AlreadyExistsError, InvalidArgumentError, NotFoundError } from '@berth/errors';
 import { inSpan } from '@berth/observability';
@@ -15,7 +15,7 @@ import { buildSpec } from './oci-spec.js';
 import { validateSysctls } from './oci-spec.js';
 import type { PodRecord } from './records.js';
 import { mount, pinNamespaces as pin, signalProcess, unmount } from '@berth/native';
-import { mountRootfs, unmountRootfs } from './rootfs.js';
+import { isMountPoint, mountRootfs, unmountRootfs } from './rootfs.js';
 import { processStart, stillRunning } from './runtime.js';
 
 export const nowNanos = (): string => (BigInt(Date.now()) * 1_000_000n).toString();
@@ -210,8 +210,7 @@ export class Pods {
     const image = await inSpan('pod: sandbox image', () => this.ctx.images.sandboxImage());
     const bundle = join(dir, 'bundle');
     await mkdir(bundle, { recursive: true, mode: 0o700 });
-    await inSpan('pod: pause rootfs', () => mountRootfs(this.ctx, `pod-${id}`, image.record.topChainId, join(bundle, 'rootfs')));
-    undo.push(() => unmountRootfs(this.ctx, `pod-${id}`, join(bundle, 'rootfs')));
+    pod.pauseRootfs = await inSpan('pod: pause rootfs', () => this.sharedPauseRootfs(image.record.topChainId));
     const namespaces = [{ type: 'mount' }, ...podNamespaces(pod), ...(pod.pidMode === 2 ? [] : [{ type: 'pid' }])];
     const args = imageArgs(image.config.config ?? {});
     const spec = buildSpec({
@@ -223,6 +222,7 @@ export class Pods {
       namespaces,
       cgroupsPath: cgroupsPath(this.ctx, pod.cgroupParent, id),
       readonlyRootfs: true,
+      rootPath: pod.pauseRootfs.path,
       mounts: [],
       privileged: false,
       capabilities: [],
@@ -239,6 +239,53 @@ export class Pods {
     const pauseStart = await processStart(pod.pausePid);
     if (pauseStart !== undefined) pod.pauseStart = pauseStart;
     await inSpan('pod: runc start (pause)', () => runtime.start(id));
+  }
+
+  private readonly mountingPauseRootfs = new InFlight<{ key: string; path: string }>();
+
+  /**
+   * The sandbox image's root filesystem, mounted once and shared by every
+   * pause container of that image: the pause's rootfs is read-only (runc
+   * remounts it so in the pause's own mount namespace), and runc only makes
+   * the mount points it needs (/proc, /dev, /sys), the same for every pod,
+   * in the snapshot's upper layer. A RunPodSandbox saves a snapshot and a
+   * mount (and RemovePodSandbox their removal). The one a pod uses stays
+   * mounted while the executor restarts (a second overlay mount of the same
+   * upper layer is refused while the pauses' copies of the first live); the
+   * executor's stop unmounts those no pod uses, and its start removes their
+   * snapshots.
+   */
+  private sharedPauseRootfs(topChainId: string): Promise<{ key: string; path: string }> {
+    const key = `pause-${topChainId.replace(/^sha256:/, '')}`;
+    const path = join(this.ctx.paths.pauseRootfsDir, key);
+    return this.mountingPauseRootfs.run(key, async () => {
+      if (!(await isMountPoint(path))) await mountRootfs(this.ctx, key, topChainId, path);
+      return { key, path };
+    });
+  }
+
+  private pauseRootfsInUse(): Set<string> {
+    return new Set(this.ctx.pods.all().flatMap((p) => (p.pauseRootfs === undefined ? [] : [p.pauseRootfs.key])));
+  }
+
+  /** At start: the shared pause root filesystems no pod uses are unmounted and their snapshots removed. */
+  async recover(): Promise<void> {
+    const used = this.pauseRootfsInUse();
+    const shared = (await this.ctx.store.snapshots.list()).filter((s) => s.key.startsWith('pause-') && !used.has(s.key));
+    for (const s of shared) {
+      await unmountRootfs(this.ctx, s.key, join(this.ctx.paths.pauseRootfsDir, s.key)).catch((err: unknown) => this.ctx.logger.warn({ err, snapshot: s.key }, 'removing an unused pause root filesystem'));
+    }
+  }
+
+  /** At stop: the shared pause root filesystems no pod uses are unmounted (their snapshots go at the next start). */
+  async releasePauseRootfs(): Promise<void> {
+    const used = this.pauseRootfsInUse();
+    const dirs = await readdir(this.ctx.paths.pauseRootfsDir).catch(() => [] as string[]);
+    for (const key of dirs.filter((k) => !used.has(k))) {
+      const path = join(this.ctx.paths.pauseRootfsDir, key);
+      await unmount(path).catch(() => undefined);
+      await rmdir(path).catch(() => undefined);
+    }
   }
 
   /** Whether the pod's pause process still runs (a reboot or a kill ends it). */
@@ -285,7 +332,8 @@ export class Pods {
     if (pod === undefined) return;
     await this.stop(id);
     await this.ctx.containers.removeAllOf(pod.id);
-    await unmountRootfs(this.ctx, `pod-${pod.id}`, join(pod.dir, 'bundle', 'rootfs'));
+    // A pod from before pause root filesystems were shared has its own.
+    if (pod.pauseRootfs === undefined) await unmountRootfs(this.ctx, `pod-${pod.id}`, join(pod.dir, 'bundle', 'rootfs'));
     await rm(pod.dir, { recursive: true, force: true });
     await this.ctx.pods.delete(pod.id);
     this.ctx.emit(pod.id, pod.id, 'deleted');
@@ -306,7 +354,7 @@ export class Pods {
         annotations: pod.annotations,
         runtimeHandler: pod.runtimeHandler,
       },
-      info: verbose ? { info: JSON.stringify({ pid: pod.pausePid, hostname: pod.hostname, namespaces: pod.namespacePaths, cgroupParent: pod.cgroupParent, sysctls: pod.sysctls, cni: pod.cniResult ?? null }) } : {},
+      info: verbose ? { info: JSON.stringify({ pid: pod.pausePid, pauseRootfs: pod.pauseRootfs?.path ?? join(pod.dir, 'bundle', 'rootfs'), hostname: pod.hostname, namespaces: pod.namespacePaths, cgroupParent: pod.cgroupParent, sysctls: pod.sysctls, cni: pod.cniResult ?? null }) } : {},
       containersStatuses: [],
       timestamp: BigInt(Date.now()) * 1_000_000n,
     };

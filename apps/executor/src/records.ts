@@ -37,6 +37,8 @@ export interface PodRecord {
   cgroupParent: string;
   dir: string;
   sysctls: Record<string, string>;
+  /** The pause's root filesystem when it is the sandbox image's shared one (its snapshot key and mount point); else the pod has its own under its bundle. */
+  pauseRootfs?: { key: string; path: string };
 }
 
 export interface ContainerRecord {

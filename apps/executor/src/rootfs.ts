@@ -1,6 +1,6 @@
 // Container root filesystems: an active snapshot on the image's top layer,
 // prepared by the store and mounted by the executor.
-import { mkdir, rmdir } from 'node:fs/promises';
+import { mkdir, readFile, rmdir } from 'node:fs/promises';
 import { InternalError, isCategory } from '@berth/errors';
 import type { ExecutorContext } from './context.js';
 import { mount, unmount } from '@berth/native';
@@ -33,4 +33,10 @@ export async function unmountRootfs(ctx: ExecutorContext, key: string, target: s
   await ctx.store.snapshots.remove(key).catch((err: unknown) => {
     if (!isCategory(err, 'not-found')) throw err;
   });
+}
+
+/** Whether something is mounted at `path` (an absolute path without spaces or escapes), by this process's mountinfo. */
+export async function isMountPoint(path: string): Promise<boolean> {
+  const info = await readFile('/proc/self/mountinfo', 'utf8');
+  return info.split('\n').some((line) => line.split(' ')[4] === path);
 }
