@@ -1,13 +1,12 @@
 import { createHash } from 'node:crypto';
 import { chmodSync, createWriteStream, lchownSync, linkSync, lstatSync, lutimesSync, mkdirSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { spawn } from 'node:child_process';
 import { Duplex, PassThrough, Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { extract } from 'tar-stream';
 import { FailedPreconditionError, InvalidArgumentError } from '@berth/errors';
-import { lsetxattr, makeOverlayWhiteout, mknod, S_IFBLK, S_IFCHR, S_IFIFO, setOverlayOpaque } from '@berth/native';
+import { lsetxattr, makeOverlayWhiteout, mknod, S_IFBLK, S_IFCHR, S_IFIFO, setOverlayOpaque, spawnProcess, type SpawnedProcess } from '@berth/native';
 import type { LayerCompression } from '@berth/spec';
 
 export interface ApplyOptions {
@@ -28,18 +27,25 @@ export interface ApplyResult {
  * window memory capped so a crafted frame cannot ask for gigabytes.
  */
 function zstdDecompressor(): Duplex {
-  const child = spawn('zstd', ['-d', '-c', '-q', '--memory=256MB'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let child: SpawnedProcess;
+  try {
+    child = spawnProcess('zstd', ['-d', '-c', '-q', '--memory=256MB'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  } catch (err) {
+    const failed = new PassThrough();
+    failed.destroy(new InvalidArgumentError(`zstd is not available: ${(err as Error).message}`));
+    return failed;
+  }
   let stderr = '';
-  child.stderr.on('data', (c: Buffer) => (stderr = (stderr + c.toString()).slice(-500)));
+  child.stderr!.on('data', (c: Buffer) => (stderr = (stderr + c.toString()).slice(-500)));
   // The output ends only once zstd has exited and said it succeeded: a
   // corrupt frame must fail the layer, not read as a short one.
   const out = new PassThrough();
-  child.stdout.pipe(out, { end: false });
-  const duplex = Duplex.from({ writable: child.stdin, readable: out });
-  child.once('error', (err) => duplex.destroy(new InvalidArgumentError(`zstd is not available: ${err.message}`)));
-  child.once('close', (code) => {
+  child.stdout!.pipe(out, { end: false });
+  const duplex = Duplex.from({ writable: child.stdin!, readable: out });
+  const stdoutDone = new Promise((r) => child.stdout!.once('close', r));
+  void Promise.all([child.exited, stdoutDone]).then(([{ code, signal }]) => {
     if (code === 0) out.end();
-    else out.destroy(new FailedPreconditionError(`zstd layer does not decompress: ${stderr.trim() || `exit ${code}`}`));
+    else out.destroy(new FailedPreconditionError(`zstd layer does not decompress: ${stderr.trim() || (code === null ? `ended by ${signal}` : `exit ${code}`)}`));
   });
   duplex.once('close', () => child.kill());
   return duplex;

@@ -3,9 +3,9 @@
 // the pod's namespace by nsenter, connected to 127.0.0.1:<port> there, its
 // stdio carrying the bytes (pipes: back-pressure for free). Pods on the host
 // network are dialled directly.
-import { spawn } from 'node:child_process';
 import { connect } from 'node:net';
-import { Duplex } from 'node:stream';
+import { Duplex, PassThrough } from 'node:stream';
+import { spawnProcess, type SpawnedProcess } from '@berth/native';
 
 export interface PodConnection {
   stream: Duplex;
@@ -36,18 +36,22 @@ export function dialPod(netns: string | undefined, port: number): PodConnection 
     return { stream: socket, ended, kill: () => socket.destroy() };
   }
   // -t: after one side ends, how long the other may still send (an HTTP client may half-close before the answer).
-  const child = spawn('nsenter', [`--net=${netns}`, '--', 'socat', '-t', '60', '-', `TCP4:127.0.0.1:${port}`], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let child: SpawnedProcess;
+  try {
+    child = spawnProcess('nsenter', [`--net=${netns}`, '--', 'socat', '-t', '60', '-', `TCP4:127.0.0.1:${port}`], { stdio: ['pipe', 'pipe', 'pipe'] });
+  } catch (err) {
+    const stream = new PassThrough();
+    stream.end();
+    return { stream, ended: Promise.resolve(`cannot start socat in the pod's network namespace: ${(err as Error).message}`), kill: () => undefined };
+  }
   let stderr = '';
-  child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-2000)));
-  child.stdin.on('error', () => undefined);
-  const ended = new Promise<string | undefined>((resolve) => {
-    child.on('error', (err) => resolve(`cannot start socat in the pod's network namespace: ${err.message}`));
-    child.on('close', (code, signal) => {
-      if (code === 0 || signal === 'SIGKILL') return resolve(undefined);
-      // socat says e.g. "2026/11/28 23:59:59 socat[123] E connect(5, AF=2 127.0.0.1:81, 16): Connection refused".
-      const reason = /\bE (.*)$/m.exec(stderr)?.[1]?.replace(/^connect\([^)]*\):\s*/, '') ?? (stderr.trim() || `socat exited with ${code}`);
-      resolve(`error forwarding port ${port} to pod: ${reason}`);
-    });
+  child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-2000)));
+  const stderrClosed = new Promise((r) => child.stderr!.once('close', r));
+  const ended = Promise.all([child.exited, stderrClosed]).then(([{ code, signal }]) => {
+    if (code === 0 || signal === 'SIGKILL') return undefined;
+    // socat says e.g. "2026/11/28 23:59:59 socat[123] E connect(5, AF=2 127.0.0.1:81, 16): Connection refused".
+    const reason = /\bE (.*)$/m.exec(stderr)?.[1]?.replace(/^connect\([^)]*\):\s*/, '') ?? (stderr.trim() || `socat exited with ${code}`);
+    return `error forwarding port ${port} to pod: ${reason}`;
   });
-  return { stream: Duplex.from({ readable: child.stdout, writable: child.stdin }), ended, kill: () => child.kill('SIGKILL') };
+  return { stream: Duplex.from({ readable: child.stdout!, writable: child.stdin! }), ended, kill: () => void child.kill('SIGKILL') };
 }

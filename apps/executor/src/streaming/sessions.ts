@@ -2,11 +2,11 @@
 // under a pseudo-terminal for a TTY), an attach joins the container's stdio
 // through conmon's attach socket. Both end when the process or container
 // does, or when the client goes away: then nothing they started is left.
-import { spawn } from 'node:child_process';
 import { closeSync, constants, openSync } from 'node:fs';
 import { open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { finished } from 'node:stream/promises';
+import { spawnProcess } from '@berth/native';
 import pty from 'node-pty';
 import { SeqpacketSocket } from 'node-unix-socket';
 import { procStat, type ExecCommand } from '../runtime.js';
@@ -96,25 +96,19 @@ export async function runExec(target: ExecTarget, channels: Channels): Promise<O
   }
 }
 
-function execWithPipes(binary: string, args: string[], channels: Channels): Promise<number> {
-  const child = spawn(binary, args, { stdio: [channels.stdin ? 'pipe' : 'ignore', channels.stdout ? 'pipe' : 'ignore', channels.stderr ? 'pipe' : 'ignore'] });
-  if (channels.stdin && child.stdin) {
-    channels.stdin.pipe(child.stdin);
-    // A process that stops reading before the client stops writing is not an error.
-    child.stdin.on('error', () => undefined);
-  }
+async function execWithPipes(binary: string, args: string[], channels: Channels): Promise<number> {
+  // A process that stops reading before the client stops writing is not an error (spawnProcess hears pipe errors).
+  const child = spawnProcess(binary, args, { stdio: [channels.stdin ? 'pipe' : 'ignore', channels.stdout ? 'pipe' : 'ignore', channels.stderr ? 'pipe' : 'ignore'] });
+  if (channels.stdin && child.stdin) channels.stdin.pipe(child.stdin);
   const outputs: Promise<void>[] = [];
   // Only the sending side counts: a client's stdout stream is never written by the client, so never ends.
   if (channels.stdout && child.stdout) outputs.push(finished(child.stdout.pipe(channels.stdout), { readable: false }).catch(() => undefined));
   if (channels.stderr && child.stderr) outputs.push(finished(child.stderr.pipe(channels.stderr), { readable: false }).catch(() => undefined));
-  return new Promise((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      channels.stdin?.unpipe();
-      // All output has reached the client (or the client is gone) before the outcome is reported.
-      void Promise.all(outputs).then(() => resolve(code ?? 128 + (signal === 'SIGKILL' ? 9 : 15)));
-    });
-  });
+  const { code, signal } = await child.exited;
+  channels.stdin?.unpipe();
+  // All output has reached the client (or the client is gone) before the outcome is reported.
+  await Promise.all(outputs);
+  return code ?? 128 + (signal === 'SIGKILL' ? 9 : 15);
 }
 
 function execWithTerminal(binary: string, args: string[], size: TerminalSize | undefined, channels: Channels): Promise<number> {
