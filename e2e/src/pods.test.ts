@@ -60,6 +60,20 @@ function containerConfig(name: string, command: string[], extra: Partial<criV1.C
   return criV1.ContainerConfig.fromPartial({ metadata: { name, attempt: 0 }, image: { image: imageName }, command, logPath: `${name}/0.log`, labels: { c: name }, ...extra });
 }
 
+/** kill -9 of the executor; `meanwhile` runs before berthd's new one is awaited. */
+async function killExecutor(meanwhile: () => Promise<unknown>): Promise<void> {
+  const before = stack.pid('executor');
+  process.kill(before, 'SIGKILL');
+  await meanwhile();
+  await waitFor('a new executor', async () => {
+    try {
+      return stack.pid('executor') !== before ? true : undefined;
+    } catch {
+      return undefined;
+    }
+  }, 20_000);
+}
+
 const exited = (id: string) =>
   waitFor(`container ${id} to exit`, async () => {
     const s = (await stack.cri.runtime.containerStatus({ containerId: id, verbose: false })).status;
@@ -145,16 +159,7 @@ describe('a pod with containers', () => {
   test('the executor restarts without losing the pod or its containers', async () => {
     const quitter = (await stack.cri.runtime.createContainer({ podSandboxId: podId, config: containerConfig('quitter', ['/bin/sh', '-c', 'sleep 1; exit 42']), sandboxConfig: config })).containerId;
     await stack.cri.runtime.startContainer({ containerId: quitter });
-    const before = stack.pid('executor');
-    process.kill(before, 'SIGKILL');
-    await sleep(1500); // the quitter exits while no executor runs
-    await waitFor('a new executor', async () => {
-      try {
-        return stack.pid('executor') !== before ? true : undefined;
-      } catch {
-        return undefined;
-      }
-    }, 20_000);
+    await killExecutor(() => sleep(1500)); // the quitter exits while no executor runs
     const s = await waitFor('the container status after the restart', () => stack.cri.runtime.containerStatus({ containerId: sleeper, verbose: false }).then((r) => r.status, () => undefined), 20_000);
     assert.equal(s.state, criV1.ContainerState.CONTAINER_RUNNING);
     const pod = (await stack.cri.runtime.podSandboxStatus({ podSandboxId: podId, verbose: false })).status;
@@ -173,16 +178,10 @@ describe('a pod with containers', () => {
     const brief = (await stack.cri.runtime.createContainer({ podSandboxId: podId, config: containerConfig('brief', ['/bin/sleep', '1000']), sandboxConfig: config })).containerId;
     await stack.cri.runtime.startContainer({ containerId: brief });
     await stack.cri.runtime.removeContainer({ containerId: brief }); // running: killed, then removed
-    const before = stack.pid('executor');
-    process.kill(before, 'SIGKILL');
-    const pending = existsSync(join(stack.dir, 'state/executor/container-removals', `${brief}.json`));
-    await waitFor('a new executor', async () => {
-      try {
-        return stack.pid('executor') !== before ? true : undefined;
-      } catch {
-        return undefined;
-      }
-    }, 20_000);
+    let pending = false;
+    await killExecutor(async () => {
+      pending = existsSync(join(stack.dir, 'state/executor/container-removals', `${brief}.json`));
+    });
     await assert.rejects(waitFor('the executor answering', () => stack.cri.runtime.containerStatus({ containerId: brief, verbose: false }).then(() => 'found', (e: Error) => (isCategory(e, 'not-found') ? Promise.reject(e) : undefined)), 20_000), category('not-found'));
     const listed = await stack.cri.runtime.listContainers({ filter: undefined });
     assert.ok(!listed.containers.some((c) => c.id === brief), 'not listed');
