@@ -171,8 +171,9 @@ export class Pods {
       const network = async (): Promise<void> => {
         const net = cni?.network;
         if (net !== undefined) {
+          // DEL undoes an ADD that failed halfway too (a plugin after the bridge), as libcni's callers do.
+          undo.push(() => cniDel(net, cniArgs(pod), this.ctx.config.cni.binDirs, pod.cniResult));
           const result = await inSpan('pod: CNI ADD', () => cniAdd(net, cniArgs(pod), this.ctx.config.cni.binDirs));
-          undo.push(() => cniDel(net, cniArgs(pod), this.ctx.config.cni.binDirs, result.raw));
           pod.cniResult = result.raw;
           pod.ip = result.ips.find((a) => !a.includes(':')) ?? result.ips[0] ?? '';
           pod.additionalIps = result.ips.filter((a) => a !== pod.ip);
