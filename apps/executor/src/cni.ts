@@ -2,7 +2,7 @@
 // Berth): ADD calls each plugin in order with the previous result, DEL calls
 // them in reverse with the result ADD recorded, as libcni does.
 import { dirname } from 'node:path';
-import { InternalError } from '@berth/errors';
+import { DeadlineExceededError, InternalError } from '@berth/errors';
 import { runProcess } from '@berth/native';
 import type { CniNetworkConfig } from './cni-config.js';
 
@@ -23,6 +23,9 @@ export interface CniResult {
   raw: Record<string, unknown>;
 }
 
+/** How long one plugin may take (the kubelet's own deadline for RunPodSandbox is 4 minutes). */
+const pluginTimeoutMs = 120_000;
+
 async function runPlugin(binary: string, command: 'ADD' | 'DEL' | 'CHECK', args: CniPodArgs, binDirs: string[], stdin: string): Promise<string> {
   const env = {
     PATH: process.env['PATH'] ?? '/usr/sbin:/usr/bin:/sbin:/bin',
@@ -33,9 +36,11 @@ async function runPlugin(binary: string, command: 'ADD' | 'DEL' | 'CHECK', args:
     CNI_PATH: [...new Set([dirname(binary), ...binDirs])].join(':'),
     CNI_ARGS: `IgnoreUnknown=1;K8S_POD_NAMESPACE=${args.podNamespace};K8S_POD_NAME=${args.podName};K8S_POD_INFRA_CONTAINER_ID=${args.containerId};K8S_POD_UID=${args.podUid}`,
   };
-  const r = await runProcess(binary, [], { env, input: stdin });
+  // A plugin that hangs fails the call (and its undo runs) instead of holding the pod, and its retries, for ever.
+  const r = await runProcess(binary, [], { env, input: stdin, timeoutMs: pluginTimeoutMs });
   const out = r.stdout.toString();
   if (r.code === 0) return out;
+  if (r.timedOut) throw new DeadlineExceededError(`CNI ${command} with ${binary} did not finish within ${pluginTimeoutMs / 1000} s`);
   let message = r.stderr.toString().trim() || out.trim() || (r.code === null ? `ended by ${r.signal}` : `exit status ${r.code}`);
   try {
     const parsed = JSON.parse(out) as { msg?: string; details?: string };

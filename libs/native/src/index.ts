@@ -369,7 +369,7 @@ export interface RunOptions {
   env?: NodeJS.ProcessEnv;
   /** Written to the child's stdin, which is then closed; without it stdin is /dev/null. */
   input?: string | Buffer;
-  /** SIGKILL after this long (and `timedOut` set). */
+  /** SIGKILL after this long (and `timedOut` set); the output pipes are then closed even if a process it started holds them. */
   timeoutMs?: number;
   /** Output kept per stream; the rest is dropped (and `truncated` set). Default 16 MiB. */
   maxOutput?: number;
@@ -406,12 +406,13 @@ export async function runProcess(file: string, args: readonly string[], options:
   if (options.input !== undefined) child.stdin?.end(options.input);
   let timedOut = false;
   const timer = options.timeoutMs === undefined ? undefined : setTimeout(() => (timedOut = child.kill('SIGKILL')), options.timeoutMs);
-  try {
-    const [exit, stdout, stderr] = await Promise.all([child.exited, collect(child.stdout), collect(child.stderr)]);
-    return { ...exit, stdout, stderr, timedOut, truncated };
-  } finally {
-    clearTimeout(timer);
-  }
+  const output = Promise.all([collect(child.stdout), collect(child.stderr)]);
+  const exit = await child.exited;
+  clearTimeout(timer);
+  // A process it started may still hold the pipes: after a timeout they are closed from this end.
+  if (timedOut) for (const s of [child.stdout, child.stderr]) s?.destroy();
+  const [stdout, stderr] = await output;
+  return { ...exit, stdout, stderr, timedOut, truncated };
 }
 
 /**

@@ -349,6 +349,11 @@ test('runProcess: output, input, exit codes, signals, a timeout, and a program t
   assert.deepEqual([capped.stdout.length, capped.truncated, capped.code], [1000, true, 0]);
   const slow = await runProcess('/bin/sleep', ['30'], { timeoutMs: 100 });
   assert.deepEqual([slow.timedOut, slow.signal, slow.code], [true, 'SIGKILL', null]);
+  // A grandchild that keeps the output pipe open does not hold the call past its timeout.
+  const started = Date.now();
+  const held = await runProcess('/bin/sh', ['-c', 'echo before; sleep 5 & wait'], { timeoutMs: 200 });
+  assert.deepEqual([held.timedOut, held.stdout.toString()], [true, 'before\n']);
+  assert.ok(Date.now() - started < 2500, `returned after ${Date.now() - started} ms`);
   assert.throws(() => spawnProcess('/nonexistent/berth-program', []), (e: NodeJS.ErrnoException) => e.code === 'ENOENT' && e.syscall === 'spawn');
 });
 
