@@ -274,8 +274,11 @@ export class Containers {
     await this.refresh(c);
     if (c.state !== 'created') throw new FailedPreconditionError(`container ${c.id} is ${c.state}, not created`);
     await inSpan('container: runc start', () => this.runtime(this.ctx.pods.get(c.podId)).start(c.id));
-    c.state = 'running';
-    c.startedAt = nowNanos();
+    // A process that ends at once may have been seen exiting (the exit watcher) before this line.
+    if (c.state === 'created') {
+      c.state = 'running';
+      c.startedAt = nowNanos();
+    }
     await this.ctx.containerRecords.put(c);
     this.ctx.emit(c.id, c.podId, 'started');
   }
@@ -286,8 +289,8 @@ export class Containers {
 
   /** Brings a record up to date with conmon's exit file and the runtime (one check at a time per container, so an exit is published once). */
   refresh(c: ContainerRecord): Promise<ContainerRecord> {
-    if (c.state === 'exited') return Promise.resolve(c);
-    return this.refreshing.run(c.id, () => this.check(c));
+    // A check in progress is joined even when it has already marked the exit: its record write is part of it.
+    return this.refreshing.run(c.id, () => (c.state === 'exited' ? Promise.resolve(c) : this.check(c)));
   }
 
   private async check(c: ContainerRecord): Promise<ContainerRecord> {

@@ -4,6 +4,7 @@
 // comes from the runtime and conmon's exit files when asked, so a restart of
 // the executor loses nothing.
 import { randomBytes } from 'node:crypto';
+import { KeyedLock } from './keyed.js';
 import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 
@@ -85,6 +86,15 @@ export interface ContainerRecord {
 
 export class RecordStore<T extends { id: string }> {
   readonly items = new Map<string, T>();
+  /** Writes of one record run one after another; a record deleted or moved away is never written back. */
+  private readonly writes = new KeyedLock();
+  private readonly gone = new Set<string>();
+
+  /** Ids are never reused, but a stale write may still come a while later (a teardown finishing): remembered for 10 minutes. */
+  private forget(id: string): void {
+    this.gone.add(id);
+    setTimeout(() => this.gone.delete(id), 10 * 60_000).unref();
+  }
 
   constructor(private readonly dir: string) {}
 
@@ -117,8 +127,13 @@ export class RecordStore<T extends { id: string }> {
     return [...this.items.values()];
   }
 
-  async put(record: T): Promise<void> {
-    // A name of its own per write: two writes of one record may overlap (a status refresh and a start).
+  put(record: T): Promise<void> {
+    return this.writes.run(record.id, () => this.write(record));
+  }
+
+  private async write(record: T): Promise<void> {
+    // A write that was waiting while the record was removed or moved must not bring it back.
+    if (this.gone.has(record.id)) return;
     const tmp = join(this.dir, `${record.id}.${randomBytes(6).toString('hex')}.tmp`);
     const handle = await open(tmp, 'w', 0o600);
     try {
@@ -131,17 +146,23 @@ export class RecordStore<T extends { id: string }> {
     this.items.set(record.id, record);
   }
 
-  async delete(id: string): Promise<void> {
-    await rm(join(this.dir, `${id}.json`), { force: true });
-    this.items.delete(id);
+  delete(id: string): Promise<void> {
+    return this.writes.run(id, async () => {
+      this.forget(id);
+      await rm(join(this.dir, `${id}.json`), { force: true });
+      this.items.delete(id);
+    });
   }
 
-  /** Moves a record to another store (one rename of its file): gone from this one, kept in that one. */
-  async moveTo(id: string, other: RecordStore<T>): Promise<void> {
-    const record = this.items.get(id);
-    if (record === undefined) return;
-    await rename(join(this.dir, `${id}.json`), join(other.dir, `${id}.json`));
-    this.items.delete(id);
-    other.items.set(id, record);
+  /** Moves a record to another store (one rename of its file, after any write of it in progress): gone from this one, kept in that one. */
+  moveTo(id: string, other: RecordStore<T>): Promise<void> {
+    return this.writes.run(id, async () => {
+      const record = this.items.get(id);
+      if (record === undefined) return;
+      this.forget(id);
+      await rename(join(this.dir, `${id}.json`), join(other.dir, `${id}.json`));
+      this.items.delete(id);
+      other.items.set(id, record);
+    });
   }
 }
