@@ -18,15 +18,15 @@ import type { ContainerEvent } from '@berth/bus';
 import { filterContainers, filterPods, type criV1 } from '@berth/proto';
 import type { Backends } from './backends.js';
 
-/** The longest an answer is kept without hearing of a change. */
-const maxAgeMs = 5000;
+/** The longest an answer is kept without hearing of a change (nanoseconds). */
+const maxAge = 5_000_000_000n;
 /** Change times kept per pod or container before they are folded into one for all. */
 const maxChangeTimes = 10_000;
 
 const now = (): bigint => process.hrtime.bigint();
 
 export class RuntimeView {
-  private readonly kept = new Map<string, { at: number; started: bigint; value: unknown }>();
+  private readonly kept = new Map<string, { started: bigint; value: unknown }>();
   private readonly fetching = new Map<string, { started: bigint; value: Promise<unknown> }>();
   /** The latest change heard of, per key; and for every key. */
   private readonly changedAt = new Map<string, bigint>();
@@ -63,13 +63,12 @@ export class RuntimeView {
 
   private keep<T>(key: string, fetch: () => Promise<T>): Promise<T> {
     const hit = this.kept.get(key);
-    if (hit !== undefined && hit.started > this.staleBefore(key) && Date.now() - hit.at < maxAgeMs) return Promise.resolve(hit.value as T);
+    if (hit !== undefined && hit.started > this.staleBefore(key) && now() - hit.started < maxAge) return Promise.resolve(hit.value as T);
     const pending = this.fetching.get(key);
     if (pending !== undefined && pending.started > this.staleBefore(key)) return pending.value as Promise<T>;
     const started = now();
-    const at = Date.now();
     const value = fetch().then((v) => {
-      if (started > this.staleBefore(key)) this.kept.set(key, { at, started, value: v });
+      if (started > this.staleBefore(key)) this.kept.set(key, { started, value: v });
       return v;
     });
     const entry = { started, value };

@@ -3,7 +3,7 @@
 // them in reverse with the result ADD recorded, as libcni does.
 import { dirname } from 'node:path';
 import { DeadlineExceededError, InternalError } from '@berth/errors';
-import { runProcess } from '@berth/native';
+import { describeExit, runProcess } from '@berth/native';
 import type { CniNetworkConfig } from './cni-config.js';
 
 export interface CniPodArgs {
@@ -41,7 +41,7 @@ async function runPlugin(binary: string, command: 'ADD' | 'DEL' | 'CHECK', args:
   const out = r.stdout.toString();
   if (r.code === 0) return out;
   if (r.timedOut) throw new DeadlineExceededError(`CNI ${command} with ${binary} did not finish within ${pluginTimeoutMs / 1000} s`);
-  let message = r.stderr.toString().trim() || out.trim() || (r.code === null ? `ended by ${r.signal}` : `exit status ${r.code}`);
+  let message = r.stderr.toString().trim() || out.trim() || describeExit(r);
   try {
     const parsed = JSON.parse(out) as { msg?: string; details?: string };
     message = [parsed.msg, parsed.details].filter(Boolean).join(': ');

@@ -243,6 +243,8 @@ export class Pods {
   }
 
   private readonly mountingPauseRootfs = new InFlight<{ key: string; path: string }>();
+  /** Shared pause root filesystems known to be mounted: checked in mountinfo once per executor, not per pod. */
+  private readonly pauseRootfsMounted = new Set<string>();
 
   /**
    * The sandbox image's root filesystem, mounted once and shared by every
@@ -259,8 +261,10 @@ export class Pods {
   private sharedPauseRootfs(topChainId: string): Promise<{ key: string; path: string }> {
     const key = `pause-${topChainId.replace(/^sha256:/, '')}`;
     const path = join(this.ctx.paths.pauseRootfsDir, key);
+    if (this.pauseRootfsMounted.has(key)) return Promise.resolve({ key, path });
     return this.mountingPauseRootfs.run(key, async () => {
       if (!(await isMountPoint(path))) await mountRootfs(this.ctx, key, topChainId, path);
+      this.pauseRootfsMounted.add(key);
       return { key, path };
     });
   }
@@ -284,6 +288,7 @@ export class Pods {
     const dirs = await readdir(this.ctx.paths.pauseRootfsDir).catch(() => [] as string[]);
     for (const key of dirs.filter((k) => !used.has(k))) {
       const path = join(this.ctx.paths.pauseRootfsDir, key);
+      this.pauseRootfsMounted.delete(key);
       await unmount(path).catch(() => undefined);
       await rmdir(path).catch(() => undefined);
     }

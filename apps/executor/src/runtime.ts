@@ -6,7 +6,7 @@ import { mkdir, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { accessSync, constants } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import { DeadlineExceededError, InternalError } from '@berth/errors';
-import { runProcess, spawnProcess } from '@berth/native';
+import { describeExit, runProcess, spawnProcess, type SpawnedProcess } from '@berth/native';
 
 export interface RuntimePaths {
   /** The runtime binary (runc or crun). */
@@ -43,7 +43,7 @@ export interface RuntimeState {
 export async function run(binary: string, args: string[], timeoutMs = 60_000): Promise<string> {
   const r = await runProcess(binary, args, { timeoutMs });
   if (r.code === 0) return r.stdout.toString();
-  const why = r.timedOut ? `timed out after ${timeoutMs} ms` : r.code === null ? `ended by ${r.signal}` : `exit status ${r.code}`;
+  const why = r.timedOut ? `timed out after ${timeoutMs} ms` : describeExit(r);
   throw new InternalError(`${binary} ${args.filter((a) => !a.startsWith('--root')).join(' ')}: ${r.stderr.toString().trim() || why}`);
 }
 
@@ -117,10 +117,10 @@ export class OciRuntime {
     // runc's stderr goes to a file: the container's init inherits it, so a pipe would stay open as long as the container runs.
     const log = await open(logPath, 'w');
     try {
-      const { code, signal } = await spawnProcess(this.paths.binary, ['--root', this.paths.root, 'create', '--bundle', bundle, '--pid-file', pidFile, id], { stdio: ['ignore', 'ignore', log.fd] }).exited;
-      if (code !== 0) {
+      const exit = await spawnProcess(this.paths.binary, ['--root', this.paths.root, 'create', '--bundle', bundle, '--pid-file', pidFile, id], { stdio: ['ignore', 'ignore', log.fd] }).exited;
+      if (exit.code !== 0) {
         const text = await readFile(logPath, 'utf8').catch(() => '');
-        throw new InternalError(`runc create ${id}: ${text.trim() || (code === null ? `ended by ${signal}` : `exit ${code}`)}`);
+        throw new InternalError(`runc create ${id}: ${text.trim() || describeExit(exit)}`);
       }
     } finally {
       await log.close();
@@ -275,42 +275,17 @@ export class OciRuntime {
   async exec(id: string, processSpec: object, scratch: string, timeoutMs: number, maxOutput: number): Promise<{ stdout: Buffer; stderr: Buffer; exitCode: number }> {
     const { binary, args, pidPath } = await this.prepareExec(id, processSpec, scratch);
     try {
-      return await new Promise((resolve, reject) => {
-        const child = spawnProcess(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-        const collect = (stream: NodeJS.ReadableStream) => {
-          const chunks: Buffer[] = [];
-          let size = 0;
-          stream.on('data', (d: Buffer) => {
-            if (size >= maxOutput) return;
-            const part = d.subarray(0, maxOutput - size);
-            chunks.push(part);
-            size += part.length;
-          });
-          return () => Buffer.concat(chunks);
-        };
-        const out = collect(child.stdout!);
-        const err = collect(child.stderr!);
-        let timedOut = false;
-        const timer =
-          timeoutMs > 0
-            ? setTimeout(() => {
-                timedOut = true;
-                void readFile(pidPath, 'utf8')
-                  .then((pid) => process.kill(Number(pid.trim()), 'SIGKILL'))
-                  .catch(() => child.kill('SIGKILL'));
-              }, timeoutMs)
-            : undefined;
-        const closed = (stream: NodeJS.ReadableStream) => new Promise((r) => stream.once('close', r));
-        void Promise.all([child.exited, closed(child.stdout!), closed(child.stderr!)]).then(([{ code, signal }]) => {
-          clearTimeout(timer);
-          if (timedOut) return reject(new DeadlineExceededError(`command timed out after ${timeoutMs / 1000} s`));
-          const stderr = err();
-          if (code === null) return reject(new InternalError(`exec in ${id} ended by ${signal}`));
-          // runc exits 255 with its own message when it could not start the process.
-          if (code === 255 && /^(time=|exec failed|ERRO)/m.test(stderr.toString())) return reject(new InternalError(`exec in ${id} failed: ${stderr.toString().trim()}`));
-          resolve({ stdout: out(), stderr, exitCode: code });
-        });
-      });
+      // At the timeout the process in the container is killed (runc exec then ends), or runc itself when its pid is not known yet.
+      const onTimeout = (child: SpawnedProcess) =>
+        void readFile(pidPath, 'utf8')
+          .then((pid) => process.kill(Number(pid.trim()), 'SIGKILL'))
+          .catch(() => child.kill('SIGKILL'));
+      const r = await runProcess(binary, args, { maxOutput, ...(timeoutMs > 0 ? { timeoutMs, onTimeout } : {}) });
+      if (r.timedOut) throw new DeadlineExceededError(`command timed out after ${timeoutMs / 1000} s`);
+      if (r.code === null) throw new InternalError(`exec in ${id} ended by ${r.signal}`);
+      // runc exits 255 with its own message when it could not start the process.
+      if (r.code === 255 && /^(time=|exec failed|ERRO)/m.test(r.stderr.toString())) throw new InternalError(`exec in ${id} failed: ${r.stderr.toString().trim()}`);
+      return { stdout: r.stdout, stderr: r.stderr, exitCode: r.code };
     } finally {
       await rm(scratch, { recursive: true, force: true });
     }

@@ -6,7 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { extract } from 'tar-stream';
 import { FailedPreconditionError, InvalidArgumentError } from '@berth/errors';
-import { lsetxattr, makeOverlayWhiteout, mknod, S_IFBLK, S_IFCHR, S_IFIFO, setOverlayOpaque, spawnProcess, type SpawnedProcess } from '@berth/native';
+import { describeExit, lsetxattr, makeOverlayWhiteout, mknod, S_IFBLK, S_IFCHR, S_IFIFO, setOverlayOpaque, spawnProcess, type SpawnedProcess } from '@berth/native';
 import type { LayerCompression } from '@berth/spec';
 
 export interface ApplyOptions {
@@ -42,10 +42,9 @@ function zstdDecompressor(): Duplex {
   const out = new PassThrough();
   child.stdout!.pipe(out, { end: false });
   const duplex = Duplex.from({ writable: child.stdin!, readable: out });
-  const stdoutDone = new Promise((r) => child.stdout!.once('close', r));
-  void Promise.all([child.exited, stdoutDone]).then(([{ code, signal }]) => {
-    if (code === 0) out.end();
-    else out.destroy(new FailedPreconditionError(`zstd layer does not decompress: ${stderr.trim() || (code === null ? `ended by ${signal}` : `exit ${code}`)}`));
+  void child.closed.then((exit) => {
+    if (exit.code === 0) out.end();
+    else out.destroy(new FailedPreconditionError(`zstd layer does not decompress: ${stderr.trim() || describeExit(exit)}`));
   });
   duplex.once('close', () => child.kill());
   return duplex;

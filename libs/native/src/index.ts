@@ -289,6 +289,8 @@ export interface SpawnedProcess {
   readonly stderr: Socket | undefined;
   /** Settles once the process has ended and been reaped. */
   readonly exited: Promise<ProcessExit>;
+  /** Settles once it has also closed every pipe it writes to (child_process's 'close'): all its output has been read. */
+  readonly closed: Promise<ProcessExit>;
   /** Signals the process unless it has already been reaped; returns whether a signal was sent. */
   kill(signal?: NodeJS.Signals | number): boolean;
 }
@@ -350,6 +352,7 @@ export function spawnProcess(file: string, args: readonly string[], options: Spa
     socket.on('error', () => undefined);
     return socket;
   });
+  const outputsClosed = stdio.slice(1).flatMap((s) => (s === undefined ? [] : [new Promise((resolve) => s.once('close', resolve))]));
   return {
     pid,
     stdio,
@@ -357,6 +360,7 @@ export function spawnProcess(file: string, args: readonly string[], options: Spa
     stdout: stdio[1],
     stderr: stdio[2],
     exited,
+    closed: Promise.all([exited, ...outputsClosed]).then(([exit]) => exit),
     kill(signal: NodeJS.Signals | number = 'SIGTERM') {
       if (reaped) return false;
       process.kill(pid, signal);
@@ -365,12 +369,19 @@ export function spawnProcess(file: string, args: readonly string[], options: Spa
   };
 }
 
+/** How a process ended, for an error message: `exit status 3` or `ended by SIGKILL`. */
+export function describeExit(exit: ProcessExit): string {
+  return exit.code === null ? `ended by ${exit.signal}` : `exit status ${exit.code}`;
+}
+
 export interface RunOptions {
   env?: NodeJS.ProcessEnv;
   /** Written to the child's stdin, which is then closed; without it stdin is /dev/null. */
   input?: string | Buffer;
   /** SIGKILL after this long (and `timedOut` set); the output pipes are then closed even if a process it started holds them. */
   timeoutMs?: number;
+  /** What the timeout does instead of SIGKILL to the process (e.g. kill what it runs); `timedOut` is set unless it returns false (nothing left to kill). */
+  onTimeout?: (child: SpawnedProcess) => boolean | void;
   /** Output kept per stream; the rest is dropped (and `truncated` set). Default 16 MiB. */
   maxOutput?: number;
 }
@@ -405,7 +416,11 @@ export async function runProcess(file: string, args: readonly string[], options:
     });
   if (options.input !== undefined) child.stdin?.end(options.input);
   let timedOut = false;
-  const timer = options.timeoutMs === undefined ? undefined : setTimeout(() => (timedOut = child.kill('SIGKILL')), options.timeoutMs);
+  const onTimeout = options.onTimeout ?? ((c: SpawnedProcess) => c.kill('SIGKILL'));
+  const timer =
+    options.timeoutMs === undefined
+      ? undefined
+      : setTimeout(() => (timedOut = onTimeout(child) !== false), options.timeoutMs);
   const output = Promise.all([collect(child.stdout), collect(child.stderr)]);
   const exit = await child.exited;
   clearTimeout(timer);

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import {
   OVERLAY_OPAQUE_XATTR,
+  describeExit,
   S_IFBLK,
   S_IFCHR,
   S_IFIFO,
@@ -347,8 +348,10 @@ test('runProcess: output, input, exit codes, signals, a timeout, and a program t
   assert.match(env.stdout.toString(), /^this\n\s*[1-4]\n$/, 'only the given environment (sh adds PWD, SHLVL and _)');
   const capped = await runProcess('/bin/sh', ['-c', 'head -c 100000 /dev/zero'], { maxOutput: 1000 });
   assert.deepEqual([capped.stdout.length, capped.truncated, capped.code], [1000, true, 0]);
+  assert.equal(describeExit(r), 'exit status 3');
   const slow = await runProcess('/bin/sleep', ['30'], { timeoutMs: 100 });
   assert.deepEqual([slow.timedOut, slow.signal, slow.code], [true, 'SIGKILL', null]);
+  assert.equal(describeExit(slow), 'ended by SIGKILL');
   // A grandchild that keeps the output pipe open does not hold the call past its timeout.
   const started = Date.now();
   const held = await runProcess('/bin/sh', ['-c', 'echo before; sleep 5 & wait'], { timeoutMs: 200 });
@@ -379,7 +382,7 @@ test('spawnProcess: the child gets default signals, only the fds it was given, i
     const child = spawnProcess('/bin/sh', ['-c', 'cut -d" " -f6 /proc/$$/stat'], { stdio: ['ignore', 'pipe', 'ignore'], newSession });
     let out = '';
     child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-    await Promise.all([child.exited, new Promise((r) => child.stdout!.once('close', r))]);
+    await child.closed; // all of its output read
     return { pid: child.pid, sid: Number(out.trim()) };
   };
   const ours = Number(readFileSync('/proc/self/stat', 'utf8').split(') ')[1]!.split(' ')[3]);

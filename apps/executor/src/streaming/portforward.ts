@@ -46,8 +46,7 @@ export function dialPod(netns: string | undefined, port: number): PodConnection 
   }
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-2000)));
-  const stderrClosed = new Promise((r) => child.stderr!.once('close', r));
-  const ended = Promise.all([child.exited, stderrClosed]).then(([{ code, signal }]) => {
+  const ended = child.closed.then(({ code, signal }) => {
     if (code === 0 || signal === 'SIGKILL') return undefined;
     // socat says e.g. "2026/11/28 23:59:59 socat[123] E connect(5, AF=2 127.0.0.1:81, 16): Connection refused".
     const reason = /\bE (.*)$/m.exec(stderr)?.[1]?.replace(/^connect\([^)]*\):\s*/, '') ?? (stderr.trim() || `socat exited with ${code}`);
