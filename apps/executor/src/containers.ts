@@ -506,6 +506,11 @@ export class Containers {
   async status(id: string, verbose: boolean): Promise<criV1.ContainerStatusResponse> {
     // As for List, the exit watcher and the sweep keep the record current; a verbose answer looks again itself.
     const c = verbose || !this.exitsWatched ? await this.refresh(this.get(id)) : this.get(id);
+    return this.statusOf(c, verbose);
+  }
+
+  /** The status a record shows now, without looking at the process. */
+  statusOf(c: ContainerRecord, verbose: boolean): criV1.ContainerStatusResponse {
     return {
       status: {
         id: c.id,

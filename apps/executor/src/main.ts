@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { subjects } from '@berth/bus';
 import { builtinSandboxImage, internalSocket } from '@berth/config';
 import { runDaemon, serveGrpc } from '@berth/daemon';
-import { executorV1 } from '@berth/proto';
+import { criV1, executorV1 } from '@berth/proto';
 import { buildService, type Handlers } from '@berth/rpc';
 import { RemoteStore } from '@berth/store-api';
 import { detectCgroupVersion, resolveCgroupDriver } from './cgroups.js';
@@ -68,7 +68,23 @@ await runDaemon({
       containerRemovals,
       containers: { stopAllOf: async () => undefined, removeAllOf: async () => undefined },
       runtimeFor: (handler) => runtimes.get(handler),
-      emit: (containerId, podSandboxId, type) => ctx.bus.publish(subjects.containerEvent, { containerId, podSandboxId, type, at: (BigInt(Date.now()) * 1_000_000n).toString(), mono: process.hrtime.bigint().toString() }),
+      // An event carries the statuses as they are at that moment: a client
+      // reading it later, after a removal say, still sees what happened.
+      emit: (containerId, podSandboxId, type) => {
+        const podEvent = containerId === podSandboxId;
+        const pod = podEvent && type === 'deleted' ? undefined : pods.items.get(podSandboxId);
+        const container = podEvent || type === 'deleted' ? undefined : containerRecords.items.get(containerId);
+        const ready = pod?.state === 'ready' && !(podEvent && type === 'stopped');
+        ctx.bus.publish(subjects.containerEvent, {
+          containerId,
+          podSandboxId,
+          type,
+          at: (BigInt(Date.now()) * 1_000_000n).toString(),
+          mono: process.hrtime.bigint().toString(),
+          podSandboxStatus: pod === undefined ? undefined : criV1.PodSandboxStatus.toJSON(podManager.statusOf(pod, ready, false).status!),
+          containerStatus: container === undefined ? undefined : criV1.ContainerStatus.toJSON(containers.statusOf(container, false).status!),
+        });
+      },
     };
     const podManager = new Pods(context);
     const containers = new Containers(context, podManager);

@@ -346,7 +346,11 @@ export class Pods {
   }
 
   async toStatus(pod: PodRecord, verbose: boolean): Promise<criV1.PodSandboxStatusResponse> {
-    const ready = await this.ready(pod);
+    return this.statusOf(pod, await this.ready(pod), verbose);
+  }
+
+  /** The status of a pod whose readiness is known. */
+  statusOf(pod: PodRecord, ready: boolean, verbose: boolean): criV1.PodSandboxStatusResponse {
     const ns = { network: pod.hostNetwork ? 2 : 0, pid: pod.pidMode === 2 ? 2 : pod.pidMode === 1 ? 1 : 0, ipc: pod.hostIpc ? 2 : 0, targetId: '', usernsOptions: undefined };
     return {
       status: {

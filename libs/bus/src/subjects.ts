@@ -80,6 +80,10 @@ export interface ContainerEvent {
   at: string;
   /** The same moment on CLOCK_MONOTONIC (process.hrtime.bigint(), one clock for every process of the node), for ordering the event against other work. */
   mono?: string;
+  /** The pod's runtime.v1.PodSandboxStatus at the time of the event, in the protobuf JSON mapping (absent once the pod is deleted). */
+  podSandboxStatus?: unknown;
+  /** The container's runtime.v1.ContainerStatus at the time of the event, in the protobuf JSON mapping (absent for pod events and once deleted). */
+  containerStatus?: unknown;
 }
 
 /** Queue group shared by every image-service replica. */

@@ -1,4 +1,4 @@
-import { isCategory, ResourceExhaustedError } from '@berth/errors';
+import { ResourceExhaustedError } from '@berth/errors';
 import { criV1 } from '@berth/proto';
 import type { CallContext } from '@berth/rpc';
 import type { ContainerEvent } from '@berth/bus';
@@ -17,8 +17,8 @@ const maxQueued = 10_000;
 /**
  * GetContainerEvents: every lifecycle event of containers and sandboxes, as
  * the executor publishes them, with the pod's status and the container's
- * status at the time it is sent (none once deleted). Runs until the client
- * goes away.
+ * status as they were when it happened (none once deleted). Runs until the
+ * client goes away.
  */
 export function createGetContainerEventsHandler(backends: Backends) {
   return async (_request: criV1.GetEventsRequest, send: (m: criV1.ContainerEventResponse) => Promise<void>, ctx: CallContext): Promise<void> => {
@@ -39,19 +39,14 @@ export function createGetContainerEventsHandler(backends: Backends) {
           await Promise.race([new Promise<void>((r) => (wake = r)), aborted]);
           continue;
         }
-        const ignoreGone = (err: unknown) => {
-          if (isCategory(err, 'not-found')) return undefined;
-          throw err;
-        };
-        const pod = event.type === 'deleted' && event.containerId === event.podSandboxId ? undefined : await backends.executor.podSandboxStatus({ podSandboxId: event.podSandboxId, verbose: false }).catch(ignoreGone);
-        const container =
-          event.type === 'deleted' || event.containerId === event.podSandboxId ? undefined : await backends.executor.containerStatus({ containerId: event.containerId, verbose: false }).catch(ignoreGone);
+        const pod = event.podSandboxStatus === undefined ? undefined : criV1.PodSandboxStatus.fromJSON(event.podSandboxStatus);
+        const container = event.containerStatus === undefined ? undefined : criV1.ContainerStatus.fromJSON(event.containerStatus);
         await send({
           containerId: event.containerId,
           containerEventType: eventType[event.type],
           createdAt: BigInt(event.at),
-          podSandboxStatus: pod?.status,
-          containersStatuses: container?.status === undefined ? [] : [container.status],
+          podSandboxStatus: pod,
+          containersStatuses: container === undefined ? [] : [container],
         });
       }
     } finally {
