@@ -44,6 +44,9 @@ export function mergeEnv(image: string[], cri: { key: string; value: string }[])
   return [...out].map(([k, v]) => `${k}=${v}`);
 }
 
+/** How long after RemoveContainer's reply its cleanup begins. */
+const cleanupDelayMs = 20;
+
 async function deviceSpec(d: criV1.Device): Promise<NonNullable<LinuxSpec['devices']>[number]> {
   if (!isAbsolute(d.hostPath) || !isAbsolute(d.containerPath)) throw new InvalidArgumentError(`device ${d.hostPath} → ${d.containerPath}: paths must be absolute`);
   const st = await stat(d.hostPath).catch(() => undefined);
@@ -410,7 +413,11 @@ export class Containers {
     if (this.ctx.containerRecords.get(c.id) !== c) return; // removed meanwhile by another call
     await this.ctx.containerRecords.moveTo(c.id, this.ctx.containerRemovals);
     this.ctx.emit(c.id, c.podId, 'deleted');
-    void this.finishRemoval(c).catch(() => undefined);
+    // The cleanup starts once the reply is on its way, so it does not compete with it;
+    // RemovePodSandbox and a restart run it themselves if it has not begun.
+    setTimeout(() => {
+      if (this.ctx.containerRemovals.get(c.id) === c) void this.finishRemoval(c).catch(() => undefined);
+    }, cleanupDelayMs).unref();
   }
 
   private readonly removing = new InFlight<void>();

@@ -3,7 +3,7 @@
 // stdio, writes its log in the CRI format and its exit code to a file, so a
 // container outlives a restart of the executor.
 import { mkdir, open, readFile, rm, writeFile } from 'node:fs/promises';
-import { accessSync, constants } from 'node:fs';
+import { accessSync, constants, readFileSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import { DeadlineExceededError, InternalError } from '@berth/errors';
 import { describeExit, runProcess, spawnProcess, type SpawnedProcess } from '@berth/native';
@@ -71,7 +71,10 @@ export function findBinary(name: string): string {
 export async function procStat(pid: number): Promise<string[] | undefined> {
   if (!Number.isInteger(pid) || pid <= 0) return undefined;
   try {
-    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    // Read at once: procfs never waits on a disk, and through the thread pool
+    // this one small read costs four queued round trips (the pool may be busy
+    // with CNI or file work), on every status, list and stop.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   } catch {
     return undefined;

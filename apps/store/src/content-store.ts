@@ -28,6 +28,7 @@ import {
   type WriterOptions,
 } from '@berth/store-api';
 import type { RwLock } from './locks.js';
+import { blobExists } from './queries.js';
 
 interface IngestMeta {
   ref: string;
@@ -138,7 +139,7 @@ export class LocalContentStore implements ContentStore {
     if (this.locked.has(ref)) throw new UnavailableError(`ingest ${ref} is in progress by another writer`);
     this.locked.add(ref);
     try {
-      if ((await this.deps.db.blob.count({ where: { digest: expectedDigest } })) > 0) throw new AlreadyExistsError(`content ${expectedDigest} already exists`);
+      if (await blobExists(this.deps.db, expectedDigest)) throw new AlreadyExistsError(`content ${expectedDigest} already exists`);
       if (options.leaseId) await this.deps.addLeaseResource(options.leaseId, 'ingest', ref);
       const dir = this.ingestDir(ref);
       await mkdir(dir, { recursive: true, mode: 0o700 });
@@ -507,8 +508,7 @@ class LocalWriter implements LocalFileWriter {
     try {
       return await this.deps.gcLock.shared(async () => {
         const digest = this.s.expectedDigest;
-        const existing = await this.deps.db.blob.findUnique({ where: { digest } });
-        if (existing !== null) {
+        if (await blobExists(this.deps.db, digest)) {
           await rm(this.s.dir, { recursive: true, force: true });
           throw new AlreadyExistsError(`content ${digest} already exists`);
         }

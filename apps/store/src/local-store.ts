@@ -23,6 +23,7 @@ import {
 import { LocalContentStore } from './content-store.js';
 import { RwLock } from './locks.js';
 import { mountpointOf } from './mountpoint.js';
+import { leaseExists } from './queries.js';
 import { OverlaySnapshotter } from './snapshotter.js';
 
 export interface LocalStoreOptions {
@@ -190,9 +191,9 @@ export class LocalStore implements Store {
     const id = options.id === undefined || options.id === '' ? `lease-${randomUUID()}` : validateName('lease id', options.id);
     const labels = validateLabels(options.labels);
     if (options.expiresAt !== undefined && Number.isNaN(options.expiresAt.getTime())) throw new InvalidArgumentError('invalid lease expiry');
-    if ((await this.db.lease.count({ where: { id } })) > 0) throw new AlreadyExistsError(`lease ${id} already exists`);
-    const row = await this.db.lease.create({ data: { id, expiresAt: options.expiresAt ?? null, labels: JSON.stringify(labels) }, include: { resources: true } });
-    return toLease(row);
+    if (await leaseExists(this.db, id)) throw new AlreadyExistsError(`lease ${id} already exists`);
+    const row = await this.db.lease.create({ data: { id, expiresAt: options.expiresAt ?? null, labels: JSON.stringify(labels) } });
+    return toLease({ ...row, resources: [] });
   }
 
   async deleteLease(id: string): Promise<void> {
@@ -208,8 +209,9 @@ export class LocalStore implements Store {
   async addLeaseResource(id: string, resource: LeaseResource): Promise<void> {
     validateName('lease id', id);
     const r = validateLeaseResource(resource);
-    if ((await this.db.lease.count({ where: { id } })) === 0) throw new NotFoundError(`lease ${id} not found`);
-    await this.db.leaseResource.upsert({ where: { leaseId_kind_ref: { leaseId: id, kind: r.kind, ref: r.ref } }, create: { leaseId: id, kind: r.kind, ref: r.ref }, update: {} });
+    // One statement: added unless the lease is missing or already holds it (this is on every pull's path, several times).
+    const added = await this.db.$executeRaw`INSERT INTO lease_resources (lease_id, kind, ref) SELECT id, CAST(${r.kind} AS TEXT), CAST(${r.ref} AS TEXT) FROM leases WHERE id = ${id} ON CONFLICT DO NOTHING`;
+    if (added === 0 && !(await leaseExists(this.db, id))) throw new NotFoundError(`lease ${id} not found`);
   }
 
   async removeLeaseResource(id: string, resource: LeaseResource): Promise<void> {

@@ -6,6 +6,7 @@ import type { Db } from '@berth/db';
 import { validateLabels, validateName, type Labels, type Mount, type SnapshotInfo, type SnapshotKind, type SnapshotOptions, type Snapshotter, type Usage } from '@berth/store-api';
 import { diskUsage } from './disk-usage.js';
 import { Mutex, type RwLock } from './locks.js';
+import { lastSnapshotDir, snapshotExists } from './queries.js';
 
 export interface OverlaySnapshotterDeps {
   db: Db;
@@ -111,14 +112,13 @@ export class OverlaySnapshotter implements Snapshotter {
     const labels = validateLabels(options.labels);
     return this.deps.gcLock.shared(() =>
       this.mutex.run(async () => {
-        if ((await this.deps.db.snapshot.count({ where: { key } })) > 0) throw new AlreadyExistsError(`snapshot ${key} already exists`);
+        if (await snapshotExists(this.deps.db, key)) throw new AlreadyExistsError(`snapshot ${key} already exists`);
         if (parent !== undefined && parent !== '') {
           const p = await this.row(parent);
           if (p.kind !== 'committed') throw new FailedPreconditionError(`parent ${parent} is ${p.kind}, not committed`);
         }
         if (options.leaseId) await this.deps.addLeaseResource(options.leaseId, 'snapshot', key);
-        const last = await this.deps.db.snapshot.aggregate({ _max: { dirId: true } });
-        const dirId = (last._max.dirId ?? 0) + 1;
+        const dirId = (await lastSnapshotDir(this.deps.db)) + 1;
         const dir = this.dir(dirId);
         // A directory left by a crash under this number is stale: start clean.
         await rm(dir, { recursive: true, force: true });
@@ -146,7 +146,7 @@ export class OverlaySnapshotter implements Snapshotter {
       this.mutex.run(async () => {
         const row = await this.row(key);
         if (row.kind !== 'active') throw new FailedPreconditionError(`snapshot ${key} is ${row.kind}; only an active snapshot can be committed`);
-        if ((await this.deps.db.snapshot.count({ where: { key: name } })) > 0) throw new AlreadyExistsError(`snapshot ${name} already exists`);
+        if (await snapshotExists(this.deps.db, name)) throw new AlreadyExistsError(`snapshot ${name} already exists`);
         if (parent !== undefined) {
           if (row.parent !== null) throw new FailedPreconditionError(`snapshot ${key} was prepared on ${row.parent}; only a snapshot prepared without a parent can be given one at commit`);
           const p = await this.row(parent);
