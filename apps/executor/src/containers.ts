@@ -114,7 +114,7 @@ export class Containers {
     try {
       await mkdir(dir, { recursive: true, mode: 0o700 });
       undo.push(() => rm(dir, { recursive: true, force: true }));
-      await inSpan('container: rootfs snapshot', () => mountRootfs(this.ctx, snapshotKey, image.record.topChainId, rootfs));
+      const upperDir = await inSpan('container: rootfs snapshot', () => mountRootfs(this.ctx, snapshotKey, image.record.topChainId, rootfs));
       undo.push(() => unmountRootfs(this.ctx, snapshotKey, rootfs));
       const imageConfig = image.config.config ?? {};
       const user = await resolveUser(rootfs, {
@@ -247,6 +247,7 @@ export class Containers {
         mounts: config.mounts.map((m) => ({ containerPath: m.containerPath, hostPath: m.hostPath, readonly: m.readonly, propagation: m.propagation })),
         dir,
         snapshotKey,
+        ...(upperDir === undefined ? {} : { upperDir }),
         volumes,
         stopSignal: imageConfig.StopSignal ?? '',
         pid: 0,

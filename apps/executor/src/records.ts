@@ -64,6 +64,8 @@ export interface ContainerRecord {
   mounts: { containerPath: string; hostPath: string; readonly: boolean; propagation: number }[];
   dir: string;
   snapshotKey: string;
+  /** The rootfs snapshot's writable directory, whose usage is the container's writable layer (records from before it was kept ask the store). */
+  upperDir?: string;
   /** Set once an exited container's runtime state is deleted and its rootfs and volumes unmounted (their snapshots stay until RemoveContainer). */
   tornDown?: boolean;
   /** Image volumes: read-only snapshot views mounted under the container's directory. */

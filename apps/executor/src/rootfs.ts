@@ -6,7 +6,8 @@ import type { ExecutorContext } from './context.js';
 import { mount, unmount } from '@berth/native';
 
 /** Mounts a writable snapshot on `parent` at `target`, or with `readonly` a read-only view of it (an image volume). */
-export async function mountRootfs(ctx: ExecutorContext, key: string, parent: string, target: string, readonly = false): Promise<void> {
+/** Mounts the snapshot `key` (prepared on `parent`, or a read-only view of it) at `target`; returns its writable upper directory, if it has one. */
+export async function mountRootfs(ctx: ExecutorContext, key: string, parent: string, target: string, readonly = false): Promise<string | undefined> {
   let mounts;
   const labels = { labels: { 'berth.io/owner': 'executor' } };
   try {
@@ -24,6 +25,7 @@ export async function mountRootfs(ctx: ExecutorContext, key: string, parent: str
     await ctx.store.snapshots.remove(key).catch(() => undefined);
     throw err;
   }
+  return m.options.find((o) => o.startsWith('upperdir='))?.slice('upperdir='.length);
 }
 
 /** Unmounts and removes the snapshot; a rootfs already gone is fine. */

@@ -1,7 +1,8 @@
 // Container and pod statistics from the cgroup filesystem (v1 or v2), the
 // store's snapshot usage for writable layers, and the pod network
 // namespace's /proc/net/dev.
-import { readFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { diskUsage } from '@berth/native';
 import { join } from 'node:path';
 import type { criV1 } from '@berth/proto';
 import type { ExecutorContext } from './context.js';
@@ -12,19 +13,21 @@ import type { ContainerRecord, PodRecord } from './records.js';
 const u64 = (value: number | bigint | undefined) => (value === undefined ? undefined : { value: BigInt(value) });
 const now = () => BigInt(Date.now()) * 1_000_000n;
 
-async function readNumber(path: string): Promise<bigint | undefined> {
+// cgroupfs and procfs files are read at once: they never wait on a disk, and
+// through the thread pool each small read is four queued round trips.
+function readNumber(path: string): bigint | undefined {
   try {
-    const text = (await readFile(path, 'utf8')).trim();
+    const text = readFileSync(path, 'utf8').trim();
     return /^\d+$/.test(text) ? BigInt(text) : undefined;
   } catch {
     return undefined;
   }
 }
 
-async function readKeyed(path: string): Promise<Map<string, bigint>> {
+function readKeyed(path: string): Map<string, bigint> {
   const out = new Map<string, bigint>();
   try {
-    for (const line of (await readFile(path, 'utf8')).split('\n')) {
+    for (const line of readFileSync(path, 'utf8').split('\n')) {
       const [k, v] = line.split(' ');
       if (k && v && /^\d+$/.test(v)) out.set(k, BigInt(v));
     }
@@ -32,6 +35,15 @@ async function readKeyed(path: string): Promise<Map<string, bigint>> {
     // absent: no values
   }
   return out;
+}
+
+/** The lines of a file (the processes of a cgroup.procs), undefined when it cannot be read. */
+function countLines(path: string): bigint | undefined {
+  try {
+    return BigInt(readFileSync(path, 'utf8').split('\n').filter(Boolean).length);
+  } catch {
+    return undefined;
+  }
 }
 
 interface Sample {
@@ -71,15 +83,15 @@ export class CgroupReader {
     return path;
   }
 
-  async sample(path: string): Promise<Sample> {
+  sample(path: string): Sample {
     const rel = this.relative(path);
     if (this.version === 'v2') {
       const dir = join(this.root, rel);
-      const cpu = await readKeyed(join(dir, 'cpu.stat'));
-      const mem = await readKeyed(join(dir, 'memory.stat'));
-      const usage = await readNumber(join(dir, 'memory.current'));
+      const cpu = readKeyed(join(dir, 'cpu.stat'));
+      const mem = readKeyed(join(dir, 'memory.stat'));
+      const usage = readNumber(join(dir, 'memory.current'));
       const inactive = mem.get('inactive_file') ?? 0n;
-      const procs = await readFile(join(dir, 'cgroup.procs'), 'utf8').then((t) => BigInt(t.split('\n').filter(Boolean).length), () => undefined);
+      const procs = countLines(join(dir, 'cgroup.procs'));
       return {
         ...(cpu.has('usage_usec') ? { cpuNanos: cpu.get('usage_usec')! * 1000n } : {}),
         ...(usage === undefined ? {} : { memoryUsage: usage, workingSet: usage > inactive ? usage - inactive : 0n }),
@@ -89,12 +101,12 @@ export class CgroupReader {
         ...(procs === undefined ? {} : { processes: procs }),
       };
     }
-    const cpuNanos = await readNumber(join(this.root, 'cpuacct', rel, 'cpuacct.usage'));
+    const cpuNanos = readNumber(join(this.root, 'cpuacct', rel, 'cpuacct.usage'));
     const memDir = join(this.root, 'memory', rel);
-    const usage = await readNumber(join(memDir, 'memory.usage_in_bytes'));
-    const mem = await readKeyed(join(memDir, 'memory.stat'));
+    const usage = readNumber(join(memDir, 'memory.usage_in_bytes'));
+    const mem = readKeyed(join(memDir, 'memory.stat'));
     const inactive = mem.get('total_inactive_file') ?? 0n;
-    const procs = await readFile(join(this.root, 'pids', rel, 'cgroup.procs'), 'utf8').then((t) => BigInt(t.split('\n').filter(Boolean).length), () => undefined);
+    const procs = countLines(join(this.root, 'pids', rel, 'cgroup.procs'));
     return {
       ...(cpuNanos === undefined ? {} : { cpuNanos }),
       ...(usage === undefined ? {} : { memoryUsage: usage, workingSet: usage > inactive ? usage - inactive : 0n }),
@@ -133,17 +145,18 @@ export class Stats {
     return { timestamp: at, workingSetBytes: u64(s.workingSet), availableBytes: undefined, usageBytes: u64(s.memoryUsage), rssBytes: u64(s.rss), pageFaults: u64(s.pageFaults), majorPageFaults: u64(s.majorPageFaults), psi: undefined };
   }
 
-  private sampleOf(c: ContainerRecord, pod: PodRecord | undefined): Promise<Sample> {
-    return c.state === 'exited' ? Promise.resolve({}) : this.cgroups.sample(cgroupsPath(this.ctx, pod?.cgroupParent ?? '', c.id));
+  private sampleOf(c: ContainerRecord, pod: PodRecord | undefined): Sample {
+    return c.state === 'exited' ? {} : this.cgroups.sample(cgroupsPath(this.ctx, pod?.cgroupParent ?? '', c.id));
   }
 
   async container(c: ContainerRecord, pod: PodRecord | undefined): Promise<criV1.ContainerStats> {
-    return this.statsOf(c, await this.sampleOf(c, pod));
+    return this.statsOf(c, this.sampleOf(c, pod));
   }
 
   private async statsOf(c: ContainerRecord, s: Sample): Promise<criV1.ContainerStats> {
     const at = now();
-    const usage = await this.ctx.store.snapshots.usage(c.snapshotKey).catch(() => undefined);
+    // The writable layer is walked here, in one call on the thread pool, rather than asked of the store (a round trip per container).
+    const usage = await (c.upperDir === undefined ? this.ctx.store.snapshots.usage(c.snapshotKey) : diskUsage(c.upperDir)).catch(() => undefined);
     const mountpoint = join(this.ctx.config.stateDir, 'snapshots');
     return {
       attributes: { id: c.id, metadata: { name: c.name, attempt: c.attempt }, labels: c.labels, annotations: c.annotations },
@@ -166,7 +179,7 @@ export class Stats {
     if (pod.hostNetwork || pod.pausePid <= 0) return undefined;
     let text: string;
     try {
-      text = await readFile(`/proc/${pod.pausePid}/net/dev`, 'utf8');
+      text = readFileSync(`/proc/${pod.pausePid}/net/dev`, 'utf8');
     } catch {
       return undefined;
     }
@@ -182,13 +195,13 @@ export class Stats {
 
   async pod(pod: PodRecord): Promise<criV1.PodSandboxStats> {
     const at = now();
-    const pause = (await this.pods.ready(pod)) ? await this.cgroups.sample(cgroupsPath(this.ctx, pod.cgroupParent, pod.id)) : {};
+    const pause = (await this.pods.ready(pod)) ? this.cgroups.sample(cgroupsPath(this.ctx, pod.cgroupParent, pod.id)) : {};
     const total: Sample = { ...pause };
     // One cgroup sample per container serves both its own stats and the pod's sums.
     const containers: criV1.ContainerStats[] = [];
     for (const c of this.ctx.containerRecords.all()) {
       if (c.podId !== pod.id || c.state === 'exited') continue;
-      const s = await this.sampleOf(c, pod);
+      const s = this.sampleOf(c, pod);
       if (c.state === 'running') containers.push(await this.statsOf(c, s));
       total.cpuNanos = add(total.cpuNanos, s.cpuNanos);
       total.memoryUsage = add(total.memoryUsage, s.memoryUsage);

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from '@berth/errors';
 import type { Db } from '@berth/db';
 import { validateLabels, validateName, type Labels, type Mount, type SnapshotInfo, type SnapshotKind, type SnapshotOptions, type Snapshotter, type Usage } from '@berth/store-api';
-import { diskUsage } from './disk-usage.js';
+import { diskUsage } from '@berth/native';
 import { Mutex, type RwLock } from './locks.js';
 import { lastSnapshotDir, snapshotExists } from './queries.js';
 

@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <fts.h>
 #include <net/if.h>
 #include <signal.h>
 #include <spawn.h>
@@ -935,6 +936,124 @@ static napi_value SignalProcess(napi_env env, napi_callback_info info) {
 
 /* ------------------------------------------------------------------ init */
 
+/* ------------------------------------------------------------ disk usage */
+
+/* A file with more than one link, counted once however many names it has. */
+typedef struct {
+  dev_t dev;
+  ino_t ino;
+  blkcnt_t blocks;
+} linked_inode;
+
+/* One walk of a tree for its usage, run on the thread pool. */
+typedef struct {
+  napi_async_work work;
+  napi_deferred deferred;
+  char *root;
+  uint64_t blocks, inodes;
+  int err;
+} usage_call;
+
+static int compare_linked(const void *a, const void *b) {
+  const linked_inode *x = a, *y = b;
+  if (x->dev != y->dev) return x->dev < y->dev ? -1 : 1;
+  if (x->ino != y->ino) return x->ino < y->ino ? -1 : 1;
+  return 0;
+}
+
+/*
+ * Walks `root` without following links or leaving its filesystem, adding up
+ * allocated 512-byte blocks (as du counts them) and inodes. Entries that
+ * vanish during the walk are skipped; a missing root is an empty tree.
+ */
+static void usage_execute(napi_env env, void *p) {
+  usage_call *c = p;
+  char *paths[] = {c->root, NULL};
+  FTS *fts = fts_open(paths, FTS_PHYSICAL | FTS_NOCHDIR | FTS_XDEV, NULL);
+  if (fts == NULL) {
+    c->err = errno;
+    return;
+  }
+  linked_inode *linked = NULL;
+  size_t count = 0, capacity = 0;
+  FTSENT *e;
+  errno = 0;
+  while ((e = fts_read(fts)) != NULL) {
+    if (e->fts_info == FTS_DP) continue; /* a directory seen again on the way out */
+    if (e->fts_info == FTS_NS || e->fts_info == FTS_ERR) {
+      if (e->fts_level == FTS_ROOTLEVEL && e->fts_errno != ENOENT) c->err = e->fts_errno;
+      continue;
+    }
+    const struct stat *st = e->fts_statp;
+    if (st->st_nlink > 1 && !S_ISDIR(st->st_mode)) {
+      if (count == capacity) {
+        size_t next = capacity == 0 ? 64 : capacity * 2;
+        linked_inode *grown = realloc(linked, next * sizeof *linked);
+        if (grown == NULL) {
+          c->err = ENOMEM;
+          break;
+        }
+        linked = grown;
+        capacity = next;
+      }
+      linked[count++] = (linked_inode){st->st_dev, st->st_ino, st->st_blocks};
+      continue;
+    }
+    c->blocks += (uint64_t)st->st_blocks;
+    c->inodes += 1;
+  }
+  if (e == NULL && errno != 0 && c->err == 0) c->err = errno;
+  fts_close(fts);
+  if (count > 0) qsort(linked, count, sizeof *linked, compare_linked);
+  for (size_t i = 0; i < count; i++) {
+    if (i > 0 && compare_linked(&linked[i - 1], &linked[i]) == 0) continue;
+    c->blocks += (uint64_t)linked[i].blocks;
+    c->inodes += 1;
+  }
+  free(linked);
+}
+
+static void usage_call_free(usage_call *c) {
+  free(c->root);
+  free(c);
+}
+
+static void usage_complete(napi_env env, napi_status status, void *p) {
+  usage_call *c = p;
+  if (status == napi_ok && c->err == 0) {
+    napi_value result, bytes, inodes;
+    if (napi_create_array_with_length(env, 2, &result) == napi_ok && napi_create_double(env, (double)c->blocks * 512.0, &bytes) == napi_ok &&
+        napi_create_double(env, (double)c->inodes, &inodes) == napi_ok && napi_set_element(env, result, 0, bytes) == napi_ok &&
+        napi_set_element(env, result, 1, inodes) == napi_ok) {
+      napi_resolve_deferred(env, c->deferred, result);
+    } else {
+      settle(env, c->deferred, napi_ok, ENOMEM, "fts_read", c->root);
+    }
+  } else {
+    settle(env, c->deferred, status, c->err, "fts_read", c->root);
+  }
+  napi_delete_async_work(env, c->work);
+  usage_call_free(c);
+}
+
+/* diskUsage(root) -> Promise<[bytes, inodes]> */
+static napi_value DiskUsage(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!get_args(env, info, 1, argv)) return NULL;
+  usage_call *c = calloc(1, sizeof *c);
+  if (c == NULL) {
+    napi_throw_error(env, "ENOMEM", "out of memory");
+    return NULL;
+  }
+  if (!get_cstring(env, argv[0], "root", &c->root)) {
+    usage_call_free(c);
+    return NULL;
+  }
+  napi_value promise = queue_work(env, "berth:diskUsage", usage_execute, usage_complete, c, &c->deferred, &c->work);
+  if (promise == NULL) usage_call_free(c);
+  return promise;
+}
+
 static napi_value set_fn(napi_env env, napi_value exports, const char *name, napi_callback cb) {
   napi_value fn;
   NAPI_CALL(env, napi_create_function(env, name, NAPI_AUTO_LENGTH, cb, NULL, &fn));
@@ -958,6 +1077,7 @@ NAPI_MODULE_INIT() {
       !set_fn(env, exports, "mount", Mount) ||
       !set_fn(env, exports, "umount2", Umount2) ||
       !set_fn(env, exports, "mallocTrim", MallocTrim) ||
+      !set_fn(env, exports, "diskUsage", DiskUsage) ||
       !set_fn(env, exports, "pinNamespaces", PinNamespaces) ||
       !set_fn(env, exports, "pipe", Pipe) ||
       !set_fn(env, exports, "spawn", Spawn) ||

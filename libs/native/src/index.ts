@@ -4,8 +4,8 @@
  * namespaces and /dev/shm. A small Node-API addon (csrc/berth_native.c)
  * built by the nx `build` target into build/Release/berth_native.node.
  *
- * Every call is synchronous, like `fs.*Sync`, but {@link mount} and
- * {@link unmount}, which run on Node's thread pool. System errors are thrown the way
+ * Every call is synchronous, like `fs.*Sync`, but {@link mount},
+ * {@link unmount} and {@link diskUsage}, which run on Node's thread pool. System errors are thrown the way
  * Node's fs throws them: an `Error` whose message reads
  * `EEXIST: file already exists, mknod '/x'`, with `code` (the errno name),
  * `errno` (negative, as Node reports it), `syscall` and `path` — see
@@ -40,6 +40,7 @@ interface Binding {
   mount(source: string | null, target: string, fstype: string | null, flags: number, data: string | null): Promise<void>;
   umount2(target: string, flags: number): Promise<void>;
   mallocTrim(): boolean;
+  diskUsage(root: string): Promise<[number, number]>;
   pinNamespaces(net: string | null, uts: string | null, ipc: string | null, hostname: string | null): Promise<void>;
   pipe(): [number, number];
   signalProcess(pid: number, start: string, signal: number): boolean;
@@ -251,6 +252,21 @@ export async function pinNamespaces(pins: NamespacePins): Promise<void> {
     if (!(err instanceof TypeError)) for (const p of [pins.net, pins.uts, pins.ipc]) if (p !== undefined) await unmount(p).catch(() => undefined);
     throw err;
   }
+}
+
+/**
+ * The disk usage of the tree under `root`: allocated bytes (blocks of 512,
+ * as du counts them) and inodes, each inode counted once however many hard
+ * links it has. Links are not followed and other filesystems mounted inside
+ * are not entered. The whole walk is one call on Node's thread pool (fts(3)),
+ * not a stat per file through it. Entries removed during the walk are
+ * skipped; a missing root counts as empty.
+ *
+ * @throws {NativeFsError} when the tree cannot be read (e.g. EACCES on the root).
+ */
+export async function diskUsage(root: string): Promise<{ bytes: number; inodes: number }> {
+  const [bytes, inodes] = await binding.diskUsage(root);
+  return { bytes, inodes };
 }
 
 /**

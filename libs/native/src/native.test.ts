@@ -4,13 +4,14 @@
 // /tmp may be a tmpfs, which can lack trusted.* / user.* xattr support.
 import { strict as assert } from 'node:assert';
 import { execFileSync } from 'node:child_process';
-import { closeSync, lstatSync, mkdirSync, openSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, linkSync, lstatSync, mkdirSync, openSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { constants } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import {
   OVERLAY_OPAQUE_XATTR,
   describeExit,
+  diskUsage,
   S_IFBLK,
   S_IFCHR,
   S_IFIFO,
@@ -403,4 +404,25 @@ test('signalProcess signals only the process that started at the given time', as
   assert.deepEqual(await child.exited, { code: null, signal: 'SIGTERM' });
   assert.equal(signalProcess(child.pid, start, 'SIGTERM'), false, 'gone');
   assert.throws(() => signalProcess(child.pid, start, 'SIGNOPE' as NodeJS.Signals), TypeError);
+});
+
+test('diskUsage counts blocks and inodes as du does: a hard link once, a symlink as itself, nothing outside', async () => {
+  const root = join(dir, 'usage');
+  mkdirSync(join(root, 'a/b'), { recursive: true });
+  writeFileSync(join(root, 'a/one'), Buffer.alloc(100_000, 1));
+  writeFileSync(join(root, 'a/b/two'), Buffer.alloc(9_000, 2));
+  linkSync(join(root, 'a/one'), join(root, 'a/b/one-again'));
+  symlinkSync('/usr', join(root, 'to-usr'));
+  mkdirSync(join(dir, 'usage-outside'));
+  writeFileSync(join(dir, 'usage-outside/big'), Buffer.alloc(500_000, 3));
+  linkSync(join(dir, 'usage-outside/big'), join(root, 'a/shared-with-outside'));
+  const du = (flag: string) => Number(execFileSync('du', ['-s', flag, root]).toString().split('\t')[0]);
+  const usage = await diskUsage(root);
+  assert.equal(usage.bytes, du('--block-size=512') * 512);
+  assert.equal(usage.inodes, du('--inodes'));
+  // root, a, a/b, one (and its second name), two, the symlink, the file shared with outside
+  assert.equal(usage.inodes, 7);
+  assert.ok(usage.bytes >= 600_000, `the shared file counts here too: ${usage.bytes}`);
+  assert.deepEqual(await diskUsage(join(dir, 'no-such-tree')), { bytes: 0, inodes: 0 });
+  await assert.rejects(diskUsage(join(root, 'a\0b')), TypeError);
 });
