@@ -434,6 +434,13 @@ static void settle(napi_env env, napi_deferred deferred, napi_status status, int
   napi_reject_deferred(env, deferred, value);
 }
 
+/* A zeroed thread-pool call record of `size` bytes, or NULL with an exception pending. */
+static void *new_call(napi_env env, size_t size) {
+  void *c = calloc(1, size);
+  if (c == NULL) napi_throw_error(env, "ENOMEM", "out of memory");
+  return c;
+}
+
 /*
  * Queues `execute` on Node's thread pool and returns the promise `complete`
  * settles. NULL, with an exception pending, when it cannot: `data` is then
@@ -480,9 +487,7 @@ static napi_value queue_mount_call(napi_env env, mount_call *c) {
 
 /* A zeroed call, or NULL with an exception pending. */
 static mount_call *new_mount_call(napi_env env) {
-  mount_call *c = calloc(1, sizeof *c);
-  if (c == NULL) napi_throw_error(env, "ENOMEM", "out of memory");
-  return c;
+  return new_call(env, sizeof(mount_call));
 }
 
 /* mount(source | null, target, fstype | null, flags, data | null) -> Promise<void> */
@@ -618,11 +623,8 @@ static void pin_complete(napi_env env, napi_status status, void *p) {
 static napi_value PinNamespaces(napi_env env, napi_callback_info info) {
   napi_value argv[4];
   if (!get_args(env, info, 4, argv)) return NULL;
-  pin_call *c = calloc(1, sizeof *c);
-  if (c == NULL) {
-    napi_throw_error(env, "ENOMEM", "out of memory");
-    return NULL;
-  }
+  pin_call *c = new_call(env, sizeof *c);
+  if (c == NULL) return NULL;
   for (int i = 0; i < 3; i++) {
     if (!get_optional_cstring(env, argv[i], pin_kinds[i], &c->targets[i])) {
       pin_call_free(c);
@@ -1040,11 +1042,8 @@ static void usage_complete(napi_env env, napi_status status, void *p) {
 static napi_value DiskUsage(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   if (!get_args(env, info, 1, argv)) return NULL;
-  usage_call *c = calloc(1, sizeof *c);
-  if (c == NULL) {
-    napi_throw_error(env, "ENOMEM", "out of memory");
-    return NULL;
-  }
+  usage_call *c = new_call(env, sizeof *c);
+  if (c == NULL) return NULL;
   if (!get_cstring(env, argv[0], "root", &c->root)) {
     usage_call_free(c);
     return NULL;
