@@ -277,6 +277,15 @@ describe('networking, limits and confinement', () => {
     assert.ok(readFileSync('/proc/mounts', 'utf8').includes(ra), ra);
     const web = await run(a, aConfig, 'httpd', ['/bin/sh', '-c', 'mkdir -p /tmp/www && echo "hello from pod a" > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www']);
     const client = await run(b, bConfig, 'client', ['/bin/sleep', '1000']);
+    // Right after a change the frontend answers from the change's event; it must say what the executor says.
+    const kept = (await stack.cri.runtime.containerStatus({ containerId: client, verbose: false })).status;
+    const asked = (await stack.cri.runtime.containerStatus({ containerId: client, verbose: true })).status;
+    assert.deepEqual(kept, asked);
+    assert.equal(kept?.state, criV1.ContainerState.CONTAINER_RUNNING);
+    const item = (await stack.cri.runtime.listContainers({ filter: { id: client, podSandboxId: '', labelSelector: {}, state: undefined } })).containers[0];
+    assert.deepEqual(item, { id: client, podSandboxId: b, metadata: asked?.metadata, image: asked?.image, imageRef: asked?.imageRef, state: asked?.state, createdAt: asked?.createdAt, labels: asked?.labels, annotations: asked?.annotations, imageId: asked?.imageId });
+    const keptPod = (await stack.cri.runtime.podSandboxStatus({ podSandboxId: b, verbose: false })).status;
+    assert.deepEqual(keptPod, (await stack.cri.runtime.podSandboxStatus({ podSandboxId: b, verbose: true })).status);
     const aIp = (await stack.cri.runtime.podSandboxStatus({ podSandboxId: a, verbose: false })).status!.network!.ip;
     const ping = await stack.cri.runtime.execSync({ containerId: client, cmd: ['ping', '-c', '1', '-W', '5', aIp], timeout: 10n });
     assert.equal(ping.exitCode, 0, text(ping.stdout) + text(ping.stderr));

@@ -2,6 +2,7 @@ import type { BerthConfig } from '@berth/config';
 import { criV1 } from '@berth/proto';
 import { buildService, type Handlers } from '@berth/rpc';
 import type { Logger } from '@berth/observability';
+import type { ContainerEvent } from '@berth/bus';
 import type { Backends } from './backends.js';
 import type { RuntimeView } from './runtime-view.js';
 import { createGetContainerEventsHandler } from './handlers/events.js';
@@ -25,41 +26,55 @@ export interface CriServiceDeps {
  * executor client allows an hour per call; the kubelet's deadline is the one
  * that matters.
  */
-function forwardToExecutor(backends: Backends, view: RuntimeView) {
+export function forwardToExecutor(backends: Backends, view: RuntimeView) {
   const e = backends.executor;
   /**
-   * A call that may change pods or containers: what the view keeps is dropped
-   * once it is done (or failed halfway); on success the status of what it
-   * changed (`changed` names it) is fetched at once.
+   * A call that may change pods or containers. `target` names the pod or
+   * container it changes (`wide`: and the pod's containers too); `last`
+   * names the event of its last change. If that event is in by the reply,
+   * the view knows everything the call changed. Otherwise (the call changed
+   * nothing, or its event is still on its way) the view drops what the call
+   * may have changed (everything, after a failure or a wide call), and
+   * fetches the target's status at once unless it was deleted.
    */
   const changing =
-    <Req, Res>(call: (r: Req) => Promise<Res>, changed?: (r: Req, res: Res) => ['pod' | 'container', string]) =>
+    <Req, Res>(
+      call: (r: Req) => Promise<Res>,
+      how: { target?: (r: Req, res: Res) => ['pod' | 'container', string]; last?: (r: Req, res: Res) => [ContainerEvent['type'], string]; wide?: boolean },
+    ) =>
     async (r: Req): Promise<Res> => {
+      const since = view.now();
       let res: Res | undefined;
       try {
         res = await call(r);
         return res;
       } finally {
-        view.changed();
-        if (res !== undefined && changed !== undefined) view.prefetch(...changed(r, res));
+        const event = res !== undefined && how.last !== undefined ? how.last(r, res) : undefined;
+        if (event === undefined || !view.heardSince(event[0], event[1], since)) {
+          const target = res !== undefined && how.target !== undefined ? how.target(r, res) : undefined;
+          if (target === undefined || how.wide === true) view.changed();
+          else view.changedOne(...target);
+          if (target !== undefined && event?.[0] !== 'deleted') view.prefetch(...target);
+        }
       }
     };
   const pod = (id: string): ['pod', string] => ['pod', id];
   const container = (id: string): ['container', string] => ['container', id];
   return {
-    runPodSandbox: changing((r: criV1.RunPodSandboxRequest) => e.runPodSandbox(r), (_, res) => pod(res.podSandboxId)),
-    stopPodSandbox: changing((r: criV1.StopPodSandboxRequest) => e.stopPodSandbox(r), (r) => pod(r.podSandboxId)),
-    removePodSandbox: changing((r: criV1.RemovePodSandboxRequest) => e.removePodSandbox(r)),
+    runPodSandbox: changing((r: criV1.RunPodSandboxRequest) => e.runPodSandbox(r), { target: (_, res) => pod(res.podSandboxId), last: (_, res) => ['started', res.podSandboxId] }),
+    // Stopping or removing a pod stops or removes its containers first, each with its event.
+    stopPodSandbox: changing((r: criV1.StopPodSandboxRequest) => e.stopPodSandbox(r), { target: (r) => pod(r.podSandboxId), last: (r) => ['stopped', r.podSandboxId], wide: true }),
+    removePodSandbox: changing((r: criV1.RemovePodSandboxRequest) => e.removePodSandbox(r), { target: (r) => pod(r.podSandboxId), last: (r) => ['deleted', r.podSandboxId], wide: true }),
     podSandboxStatus: (r: criV1.PodSandboxStatusRequest) => view.podSandboxStatus(r),
     listPodSandbox: (r: criV1.ListPodSandboxRequest) => view.listPodSandbox(r),
-    createContainer: changing((r: criV1.CreateContainerRequest) => e.createContainer(r), (_, res) => container(res.containerId)),
-    startContainer: changing((r: criV1.StartContainerRequest) => e.startContainer(r), (r) => container(r.containerId)),
-    stopContainer: changing((r: criV1.StopContainerRequest) => e.stopContainer(r), (r) => container(r.containerId)),
-    removeContainer: changing((r: criV1.RemoveContainerRequest) => e.removeContainer(r)),
+    createContainer: changing((r: criV1.CreateContainerRequest) => e.createContainer(r), { target: (_, res) => container(res.containerId), last: (_, res) => ['created', res.containerId] }),
+    startContainer: changing((r: criV1.StartContainerRequest) => e.startContainer(r), { target: (r) => container(r.containerId), last: (r) => ['started', r.containerId] }),
+    stopContainer: changing((r: criV1.StopContainerRequest) => e.stopContainer(r), { target: (r) => container(r.containerId), last: (r) => ['stopped', r.containerId] }),
+    removeContainer: changing((r: criV1.RemoveContainerRequest) => e.removeContainer(r), { target: (r) => container(r.containerId), last: (r) => ['deleted', r.containerId] }),
     containerStatus: (r: criV1.ContainerStatusRequest) => view.containerStatus(r),
     listContainers: (r: criV1.ListContainersRequest) => view.listContainers(r),
     execSync: (r: criV1.ExecSyncRequest) => e.execSync(r),
-    updateContainerResources: changing((r: criV1.UpdateContainerResourcesRequest) => e.updateContainerResources(r), (r) => container(r.containerId)),
+    updateContainerResources: changing((r: criV1.UpdateContainerResourcesRequest) => e.updateContainerResources(r), { target: (r) => container(r.containerId) }),
     reopenContainerLog: (r: criV1.ReopenContainerLogRequest) => e.reopenContainerLog(r),
     containerStats: (r: criV1.ContainerStatsRequest) => e.containerStats(r),
     listContainerStats: (r: criV1.ListContainerStatsRequest) => e.listContainerStats(r),

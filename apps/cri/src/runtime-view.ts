@@ -3,19 +3,26 @@
 // from the executor once and kept until it may have changed. Changes are
 // the executor's lifecycle events (exits, a pod's pause dying, calls made by
 // anyone), which drop what they concern (a container's status and the
-// container list, or a pod's status and the pod list), and this frontend's
-// own mutating calls, which drop everything.
+// container list, or a pod's status and the pod list).
 //
-// An answer is kept only if its fetch began after the last change it may
-// reflect. Events carry the executor's CLOCK_MONOTONIC time of the change
-// (one clock for every process of the node), so an answer fetched after a
-// change survives the late arrival of that change's event. Entries also
-// expire after a few seconds, so a missed event costs at most that. The
-// status of what a call just changed is fetched at once (the kubelet asks
-// for it next), and a question asked while its answer is being fetched
-// joins that fetch.
+// An answer is kept only if it reflects the last change it may concern.
+// Events carry the executor's CLOCK_MONOTONIC time of the change (one clock
+// for every process of the node): an answer fetched after a change survives
+// the late arrival of that change's event. Events also carry the status of
+// what changed, as it was then: that status is the answer until the next
+// change, with no fetch. Entries expire after a few seconds, so a missed
+// event costs at most that.
+//
+// After this frontend's own call, the executor has published the call's
+// event before replying, and its events arrive in order. If the event of the
+// call's last change is in, everything the call changed is known. If not (a
+// call that changed nothing, or an event still on its way), what the call
+// may have changed is dropped (the pod or container and its list; all that
+// is kept, after a failure or a call on a whole pod), and the status of what
+// the call changed is fetched at once, as the kubelet asks for it next. A
+// question asked while its answer is being fetched joins that fetch.
 import type { ContainerEvent } from '@berth/bus';
-import { filterContainers, filterPods, type criV1 } from '@berth/proto';
+import { criV1, filterContainers, filterPods } from '@berth/proto';
 import type { Backends } from './backends.js';
 
 /** The longest an answer is kept without hearing of a change (nanoseconds). */
@@ -25,12 +32,29 @@ const maxChangeTimes = 10_000;
 
 const now = (): bigint => process.hrtime.bigint();
 
+/** A kept answer: it reflects every change up to `asOf` (CLOCK_MONOTONIC); it expires `maxAge` after `born`, its fetch or event. */
+interface Kept {
+  asOf: bigint;
+  born: bigint;
+  value: unknown;
+}
+
+/** A list kept up to date by one event: the item it concerns added, replaced or removed; undefined when the event lacks what that needs. */
+function patchList<T extends { id: string }>(items: T[], id: string, item: T | undefined, deleted: boolean): T[] | undefined {
+  if (deleted) return items.filter((i) => i.id !== id);
+  if (item === undefined) return undefined;
+  const at = items.findIndex((i) => i.id === id);
+  return at === -1 ? [...items, item] : items.map((i, n) => (n === at ? item : i));
+}
+
 export class RuntimeView {
-  private readonly kept = new Map<string, { started: bigint; value: unknown }>();
+  private readonly kept = new Map<string, Kept>();
   private readonly fetching = new Map<string, { started: bigint; value: Promise<unknown> }>();
   /** The latest change heard of, per key; and for every key. */
   private readonly changedAt = new Map<string, bigint>();
   private allChangedAt = 0n;
+  /** When each kind of event was last heard of, per pod or container ("started:<id>"). */
+  private readonly eventAt = new Map<string, bigint>();
   private readonly stop: () => void;
 
   constructor(private readonly backends: Backends) {
@@ -42,14 +66,64 @@ export class RuntimeView {
     this.allChangedAt = now();
     this.kept.clear();
     this.changedAt.clear();
+    this.eventAt.clear();
   }
 
-  /** An event from the executor: what it concerns is stale if fetched before the change. */
+  /** Marks one pod or container, and the list it is in, as changed now (a call on it whose event has not come in yet). */
+  changedOne(kind: 'pod' | 'container', id: string): void {
+    const at = now();
+    for (const key of [`${kind}/${id}`, kind === 'pod' ? 'pods' : 'containers']) this.changedAt.set(key, at);
+  }
+
+  /**
+   * Whether the `type` event of the pod or container `id` (pods' events
+   * carry their own id) arrived for a change made after `since`.
+   */
+  heardSince(type: ContainerEvent['type'], id: string, since: bigint): boolean {
+    return (this.eventAt.get(`${type}:${id}`) ?? 0n) >= since;
+  }
+
+  /** The monotonic clock the events' times are on. */
+  now(): bigint {
+    return now();
+  }
+
+  /** An event from the executor: what it concerns is stale if fetched before the change; the status it carries is the answer. */
   private heard(e: ContainerEvent): void {
     const at = e.mono !== undefined && /^\d+$/.test(e.mono) ? BigInt(e.mono) : now();
-    const keys = e.containerId === e.podSandboxId ? [`pod/${e.podSandboxId}`, 'pods'] : [`container/${e.containerId}`, 'containers'];
-    if (this.changedAt.size > maxChangeTimes) this.changed();
-    for (const key of keys) if (at > (this.changedAt.get(key) ?? 0n)) this.changedAt.set(key, at);
+    const isPod = e.containerId === e.podSandboxId;
+    const own = isPod ? `pod/${e.podSandboxId}` : `container/${e.containerId}`;
+    const listKey = isPod ? 'pods' : 'containers';
+    if (this.changedAt.size > maxChangeTimes || this.eventAt.size > maxChangeTimes) this.changed();
+    // A list that was current until this change can take it in.
+    const list = this.kept.get(listKey);
+    const listWasCurrent = list !== undefined && list.asOf >= this.staleBefore(listKey) && at > list.asOf;
+    for (const key of [own, listKey]) if (at > (this.changedAt.get(key) ?? 0n)) this.changedAt.set(key, at);
+    const eventKey = `${e.type}:${e.containerId}`;
+    if (at > (this.eventAt.get(eventKey) ?? 0n)) this.eventAt.set(eventKey, at);
+    // Only the latest change known: a late event of an earlier one has nothing to add.
+    if (at < this.staleBefore(own)) return;
+    const deleted = e.type === 'deleted';
+    if (isPod) {
+      const status = deleted || e.podSandboxStatus === undefined ? undefined : criV1.PodSandboxStatus.fromJSON(e.podSandboxStatus);
+      if (status !== undefined) this.kept.set(own, { asOf: at, born: at, value: { status, info: {}, containersStatuses: [], timestamp: BigInt(e.at) } satisfies criV1.PodSandboxStatusResponse });
+      if (listWasCurrent && at >= this.staleBefore(listKey)) {
+        const item = status === undefined ? undefined : { id: status.id, metadata: status.metadata, state: status.state, createdAt: status.createdAt, labels: status.labels, annotations: status.annotations, runtimeHandler: status.runtimeHandler };
+        const items = patchList((list.value as criV1.ListPodSandboxResponse).items, e.containerId, item, deleted);
+        if (items !== undefined) this.kept.set(listKey, { asOf: at, born: list.born, value: { items } satisfies criV1.ListPodSandboxResponse });
+      }
+      return;
+    }
+    const status = deleted || e.containerStatus === undefined ? undefined : criV1.ContainerStatus.fromJSON(e.containerStatus);
+    if (status !== undefined) this.kept.set(own, { asOf: at, born: at, value: { status, info: {} } satisfies criV1.ContainerStatusResponse });
+    if (listWasCurrent && at >= this.staleBefore(listKey)) {
+      const item =
+        status === undefined
+          ? undefined
+          : { id: status.id, podSandboxId: e.podSandboxId, metadata: status.metadata, image: status.image, imageRef: status.imageRef, state: status.state, createdAt: status.createdAt, labels: status.labels, annotations: status.annotations, imageId: status.imageId };
+      const containers = patchList((list.value as criV1.ListContainersResponse).containers, e.containerId, item, deleted);
+      if (containers !== undefined) this.kept.set(listKey, { asOf: at, born: list.born, value: { containers } satisfies criV1.ListContainersResponse });
+    }
   }
 
   private staleBefore(key: string): bigint {
@@ -63,12 +137,14 @@ export class RuntimeView {
 
   private keep<T>(key: string, fetch: () => Promise<T>): Promise<T> {
     const hit = this.kept.get(key);
-    if (hit !== undefined && hit.started > this.staleBefore(key) && now() - hit.started < maxAge) return Promise.resolve(hit.value as T);
+    if (hit !== undefined && hit.asOf >= this.staleBefore(key) && now() - hit.born < maxAge) return Promise.resolve(hit.value as T);
     const pending = this.fetching.get(key);
     if (pending !== undefined && pending.started > this.staleBefore(key)) return pending.value as Promise<T>;
     const started = now();
     const value = fetch().then((v) => {
-      if (started > this.staleBefore(key)) this.kept.set(key, { started, value: v });
+      // A fetch reflects the changes made before it began; an event's status heard meanwhile may be newer.
+      const asOf = started - 1n;
+      if (asOf >= this.staleBefore(key) && asOf > (this.kept.get(key)?.asOf ?? -1n)) this.kept.set(key, { asOf, born: started, value: v });
       return v;
     });
     const entry = { started, value };
