@@ -1,15 +1,16 @@
 // CRI benchmarks: Berth against containerd's CRI on the same machine, driven
 // through the same client code with the same images, runs alternating
 // (A B A B) so machine drift cancels out; plus bare runc as the floor of
-// create+start.
-import { execFileSync, spawnSync } from 'node:child_process';
+// create+start, sampled in turn with them.
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { imageSpec } from '@berth/client';
+import { describeExit, spawnProcess } from '@berth/native';
 import { buildImage, pushBlobs, pushImage, pushManifest, readOciLayout, type BuiltImage } from '@berth/oci';
 import { criV1 } from '@berth/proto';
 import { busyboxRootfs, startRegistry } from '@berth/testing';
@@ -92,6 +93,42 @@ async function startCountingProxy(target: URL): Promise<{ host: string; bytes():
   return { host: `127.0.0.1:${port}`, bytes: () => count, stop: () => new Promise((r) => server.close(() => r())) };
 }
 
+/**
+ * The floor of CreateContainer+StartContainer: bare `runc create` + `runc
+ * start` of the same rootfs, one sample per call, so that it is measured in
+ * turn with the runtimes' own runs and under the same load. runc starts
+ * through posix_spawn (no fork of this process to inflate the floor), with
+ * its stdio on /dev/null, as the container inherits it.
+ */
+function runcFloor(base: BuiltImage): { sample(): Promise<number>; remove(): void } {
+  const work = mkdtempSync('/var/tmp/berth-bench-runc-');
+  const bundle = join(work, 'bundle');
+  mkdirSync(join(bundle, 'rootfs'), { recursive: true });
+  for (const layer of base.manifest.layers) execFileSync('tar', ['-x', '-C', join(bundle, 'rootfs')], { input: gunzipSync(base.blobs.get(layer.digest)!) });
+  execFileSync('runc', ['spec'], { cwd: bundle });
+  const spec = JSON.parse(readFileSync(join(bundle, 'config.json'), 'utf8')) as { process: { args: string[]; terminal: boolean } };
+  spec.process.args = ['/bin/sleep', '100000'];
+  spec.process.terminal = false;
+  writeFileSync(join(bundle, 'config.json'), JSON.stringify(spec));
+  const runc = async (...args: string[]): Promise<void> => {
+    const exit = await spawnProcess('runc', ['--root', join(work, 'runc'), ...args]).exited;
+    if (exit.code !== 0) throw new Error(`runc ${args[0]} failed: ${describeExit(exit)}`);
+  };
+  let n = 0;
+  return {
+    async sample() {
+      const id = `bench-floor-${n++}`;
+      const t = performance.now();
+      await runc('create', '--bundle', bundle, id);
+      await runc('start', id);
+      const ms = performance.now() - t;
+      await runc('delete', '--force', id);
+      return ms;
+    },
+    remove: () => rmSync(work, { recursive: true, force: true }),
+  };
+}
+
 export async function benchCri(options: { quick: boolean }): Promise<{ results: Record<string, Compared>; floor: { createStartMs: { median: number; p90: number } }; resources: Record<Peer['name'], Resources>; breakdowns: Breakdown[]; notes: string[] }> {
   const runs = options.quick ? 5 : 20;
   const listSize = options.quick ? 50 : 200;
@@ -117,6 +154,8 @@ export async function benchCri(options: { quick: boolean }): Promise<{ results: 
   const containerd = await startContainerd([registry.host, proxy.host], `${registry.host}/bench/pause:v1`);
   const resources = {} as Record<Peer['name'], Resources>;
   const peers = [berth, containerd];
+  const floorRuns = runcFloor(base);
+  const floor: number[] = [];
   try {
     for (const p of peers) await p.cri.image.pullImage({ image: imageSpec(baseName), auth: undefined, sandboxConfig: undefined });
 
@@ -146,6 +185,8 @@ export async function benchCri(options: { quick: boolean }): Promise<{ results: 
     }
     windows['containers'] = [Date.now(), Infinity];
     for (let i = -1; i < runs; i++) {
+      const bare = await floorRuns.sample();
+      if (i >= 0) floor.push(bare);
       for (const p of peers) {
         const pod = pods.get(p.name)!;
         const [create, { containerId }] = await timed(() => p.cri.runtime.createContainer({ podSandboxId: pod.id, config: containerConfig(`c${i + 1}`, baseName), sandboxConfig: pod.config }));
@@ -278,6 +319,7 @@ export async function benchCri(options: { quick: boolean }): Promise<{ results: 
     windows['polling'][1] = Date.now();
     for (const p of peers) for (const id of running.get(p.name) ?? []) await p.cri.runtime.removePodSandbox({ podSandboxId: id });
   } finally {
+    floorRuns.remove();
     await proxy.stop();
     await berth.stop().catch((e: unknown) => notes.push(`stopping berth: ${String(e)}`));
     await containerd.stop().catch((e: unknown) => notes.push(`stopping containerd: ${String(e)}`));
@@ -296,30 +338,6 @@ export async function benchCri(options: { quick: boolean }): Promise<{ results: 
     breakdown(collector.spans, 'PullImage', ...windows['small pulls']!, 'PullImage, busybox (cold pulls and re-pulls)'),
     breakdown(collector.spans, 'PullImage', ...windows['big pull']!, 'PullImage, 5 layers, 200 MB'),
   ].filter((b): b is Breakdown => b !== undefined);
-
-  // The floor: bare runc create + start of the same rootfs.
-  const floor: number[] = [];
-  const work = mkdtempSync('/var/tmp/berth-bench-runc-');
-  try {
-    const rootfs = join(work, 'bundle/rootfs');
-    mkdirSync(rootfs, { recursive: true });
-    for (const layer of base.manifest.layers) execFileSync('tar', ['-x', '-C', rootfs], { input: gunzipSync(base.blobs.get(layer.digest)!) });
-    execFileSync('runc', ['spec'], { cwd: join(work, 'bundle') });
-    const spec = JSON.parse(execFileSync('cat', [join(work, 'bundle/config.json')]).toString()) as { process: { args: string[]; terminal: boolean } };
-    spec.process.args = ['/bin/sleep', '100000'];
-    spec.process.terminal = false;
-    writeFileSync(join(work, 'bundle/config.json'), JSON.stringify(spec));
-    for (let i = 0; i < runs; i++) {
-      const id = `bench-floor-${i}`;
-      const t = performance.now();
-      spawnSync('runc', ['--root', join(work, 'runc'), 'create', '--bundle', join(work, 'bundle'), id], { stdio: 'ignore' });
-      spawnSync('runc', ['--root', join(work, 'runc'), 'start', id], { stdio: 'ignore' });
-      floor.push(performance.now() - t);
-      spawnSync('runc', ['--root', join(work, 'runc'), 'delete', '--force', id], { stdio: 'ignore' });
-    }
-  } finally {
-    rmSync(work, { recursive: true, force: true });
-  }
 
   const results: Record<string, Compared> = {};
   for (const [name, s] of Object.entries(samples)) {

@@ -173,7 +173,7 @@ if (cri !== undefined) {
     '',
     `![Latency distributions per call](${partial ? 'latency.svg' : 'benchmarks-latency.svg'})`,
     '',
-    `Bare \`runc create\` + \`runc start\` of the same rootfs (the floor): median ${ms(cri.floor.createStartMs.median)} ms, p90 ${ms(cri.floor.createStartMs.p90)} ms; Berth's CreateContainer+StartContainer is ${overFloor(cri).toFixed(2)}× the floor.`,
+    `Bare \`runc create\` + \`runc start\` of the same rootfs (the floor, one run before each round of the container lifecycle runs): median ${ms(cri.floor.createStartMs.median)} ms, p90 ${ms(cri.floor.createStartMs.p90)} ms; Berth's CreateContainer+StartContainer is ${overFloor(cri).toFixed(2)}× the floor.`,
     '',
     ...targets(cri),
     '### Where the time goes',
