@@ -23,6 +23,7 @@
 // question asked while its answer is being fetched joins that fetch.
 import type { ContainerEvent } from '@berth/bus';
 import { criV1, filterContainers, filterPods } from '@berth/proto';
+import { encodeOnce } from '@berth/rpc';
 import type { Backends } from './backends.js';
 
 /** The longest an answer is kept without hearing of a change (nanoseconds). */
@@ -162,14 +163,19 @@ export class RuntimeView {
     fetched.catch(() => undefined);
   }
 
+  // Unfiltered, the kept answer itself goes out (kept answers are never changed, only replaced), encoded once.
   async listContainers(r: criV1.ListContainersRequest): Promise<criV1.ListContainersResponse> {
     const all = await this.keep('containers', () => this.backends.executor.listContainers({ filter: undefined }));
-    return { containers: filterContainers(all.containers, r.filter) };
+    const f = r.filter;
+    if (f === undefined || (f.id === '' && f.podSandboxId === '' && f.state === undefined && Object.keys(f.labelSelector).length === 0)) return encodeOnce(all);
+    return { containers: filterContainers(all.containers, f) };
   }
 
   async listPodSandbox(r: criV1.ListPodSandboxRequest): Promise<criV1.ListPodSandboxResponse> {
     const all = await this.keep('pods', () => this.backends.executor.listPodSandbox({ filter: undefined }));
-    return { items: filterPods(all.items, r.filter) };
+    const f = r.filter;
+    if (f === undefined || (f.id === '' && f.state === undefined && Object.keys(f.labelSelector).length === 0)) return encodeOnce(all);
+    return { items: filterPods(all.items, f) };
   }
 
   containerStatus(r: criV1.ContainerStatusRequest): Promise<criV1.ContainerStatusResponse> {

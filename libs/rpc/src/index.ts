@@ -1,4 +1,4 @@
-export { buildService } from './server.js';
+export { buildService, encodeOnce } from './server.js';
 export type { BidiStreamHandler, CallContext, Handlers, ServeOptions, ServerStreamHandler, UnaryHandler } from './server.js';
 export { createClient } from './client.js';
 export type { BidiCall, CallOpts, ClientOpts, PromiseClient } from './client.js';

@@ -8,7 +8,7 @@ import { Client, credentials, Server } from '@grpc/grpc-js';
 import { isCategory, NotFoundError } from '@berth/errors';
 import { createLogger } from '@berth/observability';
 import { storeV1 } from '@berth/proto';
-import { bindUnixSocket, buildService, claimSocketPath, createClient } from './index.js';
+import { bindUnixSocket, buildService, claimSocketPath, createClient, encodeOnce } from './index.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'berth-rpc-'));
 const logger = createLogger({ service: 'test', level: 'silent' });
@@ -78,4 +78,36 @@ test('a live socket is never taken over; a stale one is replaced; a non-socket i
   const file = join(dir, 'plain');
   writeFileSync(file, 'x');
   await assert.rejects(claimSocketPath(file), /is not a socket/);
+});
+
+test('a reply marked encodeOnce is encoded once however often it is sent; others each time', async () => {
+  let encoded = 0;
+  const counting = {
+    ...storeV1.StoreService,
+    info: {
+      ...storeV1.StoreService.info,
+      responseSerialize: (value: storeV1.InfoResponse) => {
+        encoded += 1;
+        return storeV1.StoreService.info.responseSerialize(value);
+      },
+    },
+  };
+  const kept = encodeOnce({ version: 'kept', pid: 1, databaseDialect: 'sqlite', appliedMigrations: 1, stateDir: '/x' });
+  let reply: storeV1.InfoResponse = kept;
+  const server = new Server();
+  servers.push(server);
+  const { definition, implementation } = buildService(counting, { info: async () => reply }, { logger, service: 'test' });
+  server.addService(definition, implementation);
+  const path = join(dir, 'once.sock');
+  await bindUnixSocket(server, path, { mode: 0o660 });
+  const client = createClient(storeV1.StoreService, `unix://${path}`);
+  try {
+    for (let i = 0; i < 3; i++) assert.equal((await client.info({})).version, 'kept');
+    assert.equal(encoded, 1);
+    reply = { ...kept, version: 'fresh' };
+    for (let i = 0; i < 2; i++) assert.equal((await client.info({})).version, 'fresh');
+    assert.equal(encoded, 3);
+  } finally {
+    client.close();
+  }
 });

@@ -57,16 +57,38 @@ class MalformedRequest {
   constructor(readonly reason: string) {}
 }
 
+/** Replies registered with {@link encodeOnce}: their bytes once encoded (null until then). */
+const encodings = new WeakMap<object, Buffer | null>();
+
+/**
+ * Marks `reply`, an object its owner never changes again, as one that may be
+ * sent many times: the server encodes it once and sends the same bytes each
+ * time (a kept list of hundreds of containers, answered every second).
+ * Returns `reply`.
+ */
+export function encodeOnce<T extends object>(reply: T): T {
+  if (!encodings.has(reply)) encodings.set(reply, null);
+  return reply;
+}
+
 /**
  * A copy of `definition` whose request decoder never throws: grpc-js would
  * answer INTERNAL for bytes that do not decode, but a malformed request is the
- * caller's fault, so the wrapper below answers INVALID_ARGUMENT instead.
+ * caller's fault, so the wrapper below answers INVALID_ARGUMENT instead. Its
+ * encoder reuses the bytes of a reply marked with {@link encodeOnce}.
  */
 function tolerantDefinition<S extends ServiceDefinition>(definition: S): S {
   const copy: Record<string, unknown> = {};
   for (const [name, method] of Object.entries(definition)) {
     copy[name] = {
       ...method,
+      responseSerialize: (value: unknown) => {
+        const known = typeof value === 'object' && value !== null ? encodings.get(value) : undefined;
+        if (known) return known;
+        const bytes = method.responseSerialize(value);
+        if (known === null) encodings.set(value as object, bytes);
+        return bytes;
+      },
       requestDeserialize: (bytes: Buffer) => {
         try {
           return method.requestDeserialize(bytes);
