@@ -4,9 +4,9 @@
 // comes from the runtime and conmon's exit files when asked, so a restart of
 // the executor loses nothing.
 import { randomBytes } from 'node:crypto';
-import { KeyedLock } from './keyed.js';
 import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { KeyedLock } from './keyed.js';
 
 export interface PodRecord {
   id: string;

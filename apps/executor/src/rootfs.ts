@@ -5,8 +5,11 @@ import { InternalError, isCategory } from '@berth/errors';
 import type { ExecutorContext } from './context.js';
 import { mount, unmount } from '@berth/native';
 
-/** Mounts a writable snapshot on `parent` at `target`, or with `readonly` a read-only view of it (an image volume). */
-/** Mounts the snapshot `key` (prepared on `parent`, or a read-only view of it) at `target`; returns its writable upper directory, if it has one. */
+/**
+ * Mounts a writable snapshot `key` on `parent` at `target`, or with `readonly` a
+ * read-only view of it (an image volume); returns the snapshot's writable
+ * upper directory, if it has one.
+ */
 export async function mountRootfs(ctx: ExecutorContext, key: string, parent: string, target: string, readonly = false): Promise<string | undefined> {
   let mounts;
   const labels = { labels: { 'berth.io/owner': 'executor' } };
