@@ -235,11 +235,10 @@ export class Pods {
     });
     await writeFile(join(bundle, 'config.json'), JSON.stringify(spec));
     const runtime = this.ctx.runtimeFor(pod.runtimeHandler)!;
-    pod.pausePid = await inSpan('pod: runc create (pause)', () => runtime.createDetached(id, bundle));
     undo.push(() => runtime.delete(id));
+    pod.pausePid = await inSpan('pod: runc run (pause)', () => runtime.runDetached(id, bundle));
     const pauseStart = await processStart(pod.pausePid);
     if (pauseStart !== undefined) pod.pauseStart = pauseStart;
-    await inSpan('pod: runc start (pause)', () => runtime.start(id));
   }
 
   private readonly mountingPauseRootfs = new InFlight<{ key: string; path: string }>();

@@ -113,17 +113,21 @@ export class OciRuntime {
     for (const dir of [this.paths.root, this.paths.exitDir, this.paths.attachDir]) await mkdir(dir, { recursive: true, mode: 0o700 });
   }
 
-  /** Creates a container without a monitor (the pod's pause process: no logs, nothing to attach to). */
-  async createDetached(id: string, bundle: string): Promise<number> {
+  /**
+   * Creates and starts a container without a monitor (the pod's pause
+   * process: no logs, nothing to attach to) in one `runc run --detach`: one
+   * runtime process instead of a create and a start.
+   */
+  async runDetached(id: string, bundle: string): Promise<number> {
     const pidFile = join(bundle, 'pidfile');
     const logPath = join(bundle, 'create.log');
     // runc's stderr goes to a file: the container's init inherits it, so a pipe would stay open as long as the container runs.
     const log = await open(logPath, 'w');
     try {
-      const exit = await spawnProcess(this.paths.binary, ['--root', this.paths.root, 'create', '--bundle', bundle, '--pid-file', pidFile, id], { stdio: ['ignore', 'ignore', log.fd] }).exited;
+      const exit = await spawnProcess(this.paths.binary, ['--root', this.paths.root, 'run', '--detach', '--bundle', bundle, '--pid-file', pidFile, id], { stdio: ['ignore', 'ignore', log.fd] }).exited;
       if (exit.code !== 0) {
         const text = await readFile(logPath, 'utf8').catch(() => '');
-        throw new InternalError(`runc create ${id}: ${text.trim() || describeExit(exit)}`);
+        throw new InternalError(`runc run ${id}: ${text.trim() || describeExit(exit)}`);
       }
     } finally {
       await log.close();
