@@ -14,17 +14,20 @@ import {
 import type { Db } from '@berth/db';
 import { parseDigest } from '@berth/spec';
 import {
+  dataLength,
   maxPutBytes,
   storeIoError,
   validateDigest,
   validateLabels,
   validateName,
   validateSize,
+  writeAllAt,
   type ContentInfo,
   type ContentStore,
   type IngestStatus,
   type Labels,
   type LocalFileWriter,
+  type WriteData,
   type WriterOptions,
 } from '@berth/store-api';
 import type { RwLock } from './locks.js';
@@ -461,28 +464,23 @@ class LocalWriter implements LocalFileWriter {
     return this.commit();
   }
 
-  async write(data: Uint8Array): Promise<void> {
+  async write(data: WriteData): Promise<void> {
     this.ensureOpen();
-    if (this.s.total !== 0 && this.s.offset + data.length > this.s.total) {
+    const length = dataLength(data);
+    if (this.s.total !== 0 && this.s.offset + length > this.s.total) {
       await this.discard();
       throw new FailedPreconditionError(`ingest ${this.s.ref}: more data than the expected ${this.s.total} bytes`);
     }
     // The write runs on libuv's thread pool while this thread hashes the same bytes.
-    const writing = (async () => {
-      let written = 0;
-      while (written < data.length) {
-        const { bytesWritten } = await this.s.handle.write(data, written, data.length - written, this.s.offset + written);
-        written += bytesWritten;
-      }
-    })();
-    this.s.hash.update(data);
+    const writing = writeAllAt(this.s.handle, data, this.s.offset);
+    for (const piece of data instanceof Uint8Array ? [data] : data) this.s.hash.update(piece);
     try {
       await writing;
     } catch (err) {
       await this.discard();
       throw storeIoError(err, `write ingest ${this.s.ref}`);
     }
-    this.s.offset += data.length;
+    this.s.offset += length;
   }
 
   async commit(labels?: Labels): Promise<ContentInfo> {

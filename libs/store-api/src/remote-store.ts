@@ -15,7 +15,7 @@ import {
   usageFromWire,
   writerOptionsToWire,
 } from './convert.js';
-import { storeIoError } from './io-error.js';
+import { dataLength, storeIoError, writeAllAt, type WriteData } from './io-error.js';
 import { maxPutBytes } from './types.js';
 import type {
   ContentInfo,
@@ -94,23 +94,20 @@ class RemoteWriter implements ContentWriter {
     return this.position;
   }
 
-  async write(data: Uint8Array): Promise<void> {
+  async write(data: WriteData): Promise<void> {
     if (this.file !== undefined) {
-      let written = 0;
       try {
-        while (written < data.length) {
-          const { bytesWritten } = await this.file.write(data, written, data.length - written, this.position + written);
-          written += bytesWritten;
-        }
+        await writeAllAt(this.file, data, this.position);
       } catch (err) {
         // Nothing half-made stays: the ingest is discarded, as the store does when its own write fails.
         await this.abort().catch(() => undefined);
         throw storeIoError(err, `write ingest ${this.ref}`);
       }
-      this.position += data.length;
+      this.position += dataLength(data);
       if (this.position - this.reported >= reportEvery) await this.report();
       return;
     }
+    if (!(data instanceof Uint8Array)) data = Buffer.concat(data);
     for (let i = 0; i < data.length; i += writeChunk) {
       const chunk = data.subarray(i, Math.min(i + writeChunk, data.length));
       await this.call.send({ write: { offset: BigInt(this.position), data: Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength) } });

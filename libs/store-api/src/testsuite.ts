@@ -102,6 +102,18 @@ export function storeTestSuite(name: string, open: () => Promise<StoreUnderTest>
       await assert.rejects(store.content.info(sha256Digest(good)), category('not-found'));
     });
 
+    test('pieces written as one land in order, after a single write', async () => {
+      const pieces = [Buffer.from('alpha-'), Buffer.from(''), Buffer.from('beta-'), Buffer.alloc(70_000, 'g')];
+      const tail = Buffer.from('-omega');
+      const data = Buffer.concat([...pieces, tail]);
+      const w = await store.content.writer({ ref: 'r-pieces', expectedDigest: sha256Digest(data), expectedSize: data.length });
+      await w.write(pieces);
+      assert.equal(w.offset(), data.length - tail.length);
+      await w.write(tail);
+      assert.equal((await w.commit()).digest, sha256Digest(data));
+      assert.equal(await readAll(store, sha256Digest(data)), data.toString());
+    });
+
     test('an ingest resumes from where it stopped', async () => {
       const data = Buffer.from('0123456789'.repeat(1000));
       const digest = sha256Digest(data);

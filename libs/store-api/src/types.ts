@@ -9,6 +9,7 @@
  * snapshot with children, a size or digest mismatch at commit), `unavailable`
  * (an ingest held by another writer), `resource-exhausted` (disk full).
  */
+import type { WriteData } from './io-error.js';
 
 export type Labels = Record<string, string>;
 
@@ -58,7 +59,8 @@ export interface WriterOptions {
 export interface ContentWriter {
   readonly ref: string;
   offset(): number;
-  write(data: Uint8Array): Promise<void>;
+  /** Appends `data`; a list is written as one piece, without joining it first. */
+  write(data: WriteData): Promise<void>;
   commit(labels?: Labels): Promise<ContentInfo>;
   close(): Promise<void>;
   abort(): Promise<void>;
