@@ -21,6 +21,9 @@ import { summarize } from './stats.js';
 
 const repoRoot = resolve(import.meta.dirname, '../..');
 
+/** The name of the Version calls in the results: the per-call floor of each runtime's server. */
+export const versionCall = 'Version (no work)';
+
 export interface Compared {
   berth: { median: number; p90: number; n: number; samples: number[] };
   containerd: { median: number; p90: number; n: number; samples: number[] };
@@ -233,6 +236,8 @@ export async function benchCri(options: { quick: boolean }): Promise<{ results: 
         record(`ListContainers (${listSize})`, p.name, (await timed(() => p.cri.runtime.listContainers({ filter: undefined })))[0]);
         record(`ContainerStatus (${listSize})`, p.name, (await timed(() => p.cri.runtime.containerStatus({ containerId: someId.get(p.name)!, verbose: false })))[0]);
         record(`ListPodSandbox (${listSize})`, p.name, (await timed(() => p.cri.runtime.listPodSandbox({ filter: undefined })))[0]);
+        // A call that does no work: what the transport and the server's framework cost each runtime.
+        record(versionCall, p.name, (await timed(() => p.cri.runtime.version({ version: '' })))[0]);
       }
     }
     for (const p of peers) await p.cri.runtime.removePodSandbox({ podSandboxId: pods.get(p.name)!.id });
