@@ -52,4 +52,4 @@ export {
   writerOptionsToWire,
 } from './convert.js';
 export { encodeIngestRequest, RemoteStore } from './remote-store.js';
-export { dataLength, storeIoError, writeAllAt, type WriteData } from './io-error.js';
+export { dataLength, storeIoError, writeAllAt, type WriteData } from './file-io.js';

@@ -15,7 +15,7 @@ import {
   usageFromWire,
   writerOptionsToWire,
 } from './convert.js';
-import { dataLength, storeIoError, writeAllAt, type WriteData } from './io-error.js';
+import { dataLength, storeIoError, writeAllAt, type WriteData } from './file-io.js';
 import { maxPutBytes } from './types.js';
 import type {
   ContentInfo,

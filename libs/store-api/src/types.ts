@@ -9,7 +9,7 @@
  * snapshot with children, a size or digest mismatch at commit), `unavailable`
  * (an ingest held by another writer), `resource-exhausted` (disk full).
  */
-import type { WriteData } from './io-error.js';
+import type { WriteData } from './file-io.js';
 
 export type Labels = Record<string, string>;
 

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import type { FileHandle } from 'node:fs/promises';
-import { dataLength, writeAllAt } from './io-error.js';
+import { dataLength, writeAllAt } from './file-io.js';
 
 test('writeAllAt writes pieces at a position, and goes on after short writes', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'berth-writeall-'));
