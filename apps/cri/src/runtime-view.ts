@@ -166,16 +166,14 @@ export class RuntimeView {
   // Unfiltered, the kept answer itself goes out (kept answers are never changed, only replaced), encoded once.
   async listContainers(r: criV1.ListContainersRequest): Promise<criV1.ListContainersResponse> {
     const all = await this.keep('containers', () => this.backends.executor.listContainers({ filter: undefined }));
-    const f = r.filter;
-    if (f === undefined || (f.id === '' && f.podSandboxId === '' && f.state === undefined && Object.keys(f.labelSelector).length === 0)) return encodeOnce(all);
-    return { containers: filterContainers(all.containers, f) };
+    const containers = filterContainers(all.containers, r.filter);
+    return containers === all.containers ? encodeOnce(all) : { containers };
   }
 
   async listPodSandbox(r: criV1.ListPodSandboxRequest): Promise<criV1.ListPodSandboxResponse> {
     const all = await this.keep('pods', () => this.backends.executor.listPodSandbox({ filter: undefined }));
-    const f = r.filter;
-    if (f === undefined || (f.id === '' && f.state === undefined && Object.keys(f.labelSelector).length === 0)) return encodeOnce(all);
-    return { items: filterPods(all.items, f) };
+    const items = filterPods(all.items, r.filter);
+    return items === all.items ? encodeOnce(all) : { items };
   }
 
   containerStatus(r: criV1.ContainerStatusRequest): Promise<criV1.ContainerStatusResponse> {
