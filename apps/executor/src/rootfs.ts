@@ -2,13 +2,14 @@
 // prepared by the store and mounted by the executor.
 import { mkdir, readFile, rmdir } from 'node:fs/promises';
 import { InternalError, isCategory } from '@berth/errors';
+import { writableDir } from '@berth/store-api';
 import type { ExecutorContext } from './context.js';
 import { mount, unmount } from '@berth/native';
 
 /**
  * Mounts a writable snapshot `key` on `parent` at `target`, or with `readonly` a
- * read-only view of it (an image volume); returns the snapshot's writable
- * upper directory, if it has one.
+ * read-only view of it (an image volume); returns the directory the
+ * snapshot writes to (none for a view).
  */
 export async function mountRootfs(ctx: ExecutorContext, key: string, parent: string, target: string, readonly = false): Promise<string | undefined> {
   let mounts;
@@ -28,7 +29,7 @@ export async function mountRootfs(ctx: ExecutorContext, key: string, parent: str
     await ctx.store.snapshots.remove(key).catch(() => undefined);
     throw err;
   }
-  return m.options.find((o) => o.startsWith('upperdir='))?.slice('upperdir='.length);
+  return writableDir(m);
 }
 
 /** Unmounts and removes the snapshot; a rootfs already gone is fine. */

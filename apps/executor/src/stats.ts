@@ -1,6 +1,6 @@
-// Container and pod statistics from the cgroup filesystem (v1 or v2), the
-// store's snapshot usage for writable layers, and the pod network
-// namespace's /proc/net/dev.
+// Container and pod statistics from the cgroup filesystem (v1 or v2), a
+// walk of each writable layer's directory, and the pod network namespace's
+// /proc/net/dev.
 import { readFileSync } from 'node:fs';
 import { diskUsage } from '@berth/native';
 import { join } from 'node:path';

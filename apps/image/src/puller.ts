@@ -4,7 +4,7 @@ import { DeadlineExceededError, FailedPreconditionError, InvalidArgumentError, i
 import { inSpan, type Logger } from '@berth/observability';
 import { formatReference, parseReference, RegistryClient, repositoryName, resolveEndpoints, type ImageReference, type RegistryClientOptions, type RegistryCredentials } from '@berth/registry';
 import { layerCompression, MediaType, nodePlatform, parseDigest, sha256Digest, type Descriptor, type ImageConfig, type ImageIndex, type ImageManifest, type Platform } from '@berth/spec';
-import { gcRefContentPrefix, gcRefSnapshot, type ImageRecord, type Store } from '@berth/store-api';
+import { gcRefContentPrefix, gcRefSnapshot, writableDir, type ImageRecord, type Store } from '@berth/store-api';
 import { OciLayoutSource, type ContentSource } from './layout-source.js';
 import { applyLayer } from './unpack.js';
 
@@ -430,7 +430,7 @@ export class Puller {
     const mounts = await store.snapshots.prepare(key, undefined, { leaseId });
     try {
       const m = mounts[0]!;
-      const upper = m.type === 'bind' ? m.source : m.options.find((o) => o.startsWith('upperdir='))?.slice('upperdir='.length);
+      const upper = writableDir(m);
       if (upper === undefined) throw new InvalidArgumentError('the store gave no writable directory');
       const compression = layerCompression(layer.mediaType) ?? 'none';
       const blob = Readable.from(store.content.read(layer.digest));

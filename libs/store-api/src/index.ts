@@ -27,7 +27,7 @@ export type {
   Usage,
   WriterOptions,
 } from './types.js';
-export { gcRefContentPrefix, gcRefSnapshot, isLocalFileWriter, maxPutBytes } from './types.js';
+export { gcRefContentPrefix, gcRefSnapshot, isLocalFileWriter, maxPutBytes, writableDir } from './types.js';
 export { validateDigest, validateLabels, validateLeaseResource, validateName, validateSize } from './validate.js';
 export {
   contentFromWire,

@@ -10,7 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import { isCategory, type ErrorCategory } from '@berth/errors';
 import { makeOverlayWhiteout, setOverlayOpaque } from '@berth/native';
 import { sha256Digest } from '@berth/spec';
-import { gcRefContentPrefix, gcRefSnapshot, maxPutBytes, type ContentInfo, type Mount, type Store } from './types.js';
+import { gcRefContentPrefix, gcRefSnapshot, maxPutBytes, writableDir as mountWritableDir, type ContentInfo, type Mount, type Store } from './types.js';
 
 export interface StoreUnderTest {
   store: Store;
@@ -33,13 +33,11 @@ async function readAll(store: Store, digest: string, range?: { offset?: number; 
   return Buffer.concat(chunks).toString();
 }
 
-/** The directory a snapshot writes to, from its mounts: the bind source or the overlay upperdir. */
+/** The directory an active snapshot writes to, from its mounts (see types.ts's writableDir). */
 export function writableDir(mounts: Mount[]): string {
-  const m = mounts[0]!;
-  if (m.type === 'bind') return m.source;
-  const upper = m.options.find((o) => o.startsWith('upperdir='));
-  assert.ok(upper, 'an overlay mount with an upper dir');
-  return upper.slice('upperdir='.length);
+  const dir = mountWritableDir(mounts[0]!);
+  assert.ok(dir, 'a writable mount: a bind mount or an overlay with an upper dir');
+  return dir;
 }
 
 function withMount<T>(mounts: Mount[], fn: (dir: string) => T): T {

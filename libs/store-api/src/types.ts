@@ -134,6 +134,12 @@ export interface Mount {
   options: string[];
 }
 
+/** Where a mount of a snapshot writes: a writable bind mount's source, an overlay's upper directory; undefined for a read-only mount. */
+export function writableDir(m: Mount): string | undefined {
+  if (m.type === 'bind') return m.options.includes('ro') ? undefined : m.source;
+  return m.options.find((o) => o.startsWith('upperdir='))?.slice('upperdir='.length);
+}
+
 export interface Usage {
   bytes: number;
   inodes: number;
