@@ -485,16 +485,11 @@ static napi_value queue_mount_call(napi_env env, mount_call *c) {
   return promise;
 }
 
-/* A zeroed call, or NULL with an exception pending. */
-static mount_call *new_mount_call(napi_env env) {
-  return new_call(env, sizeof(mount_call));
-}
-
 /* mount(source | null, target, fstype | null, flags, data | null) -> Promise<void> */
 static napi_value Mount(napi_env env, napi_callback_info info) {
   napi_value argv[5];
   if (!get_args(env, info, 5, argv)) return NULL;
-  mount_call *c = new_mount_call(env);
+  mount_call *c = new_call(env, sizeof *c);
   if (c == NULL) return NULL;
   unsigned int flags;
   if (!get_optional_cstring(env, argv[0], "source", &c->source) ||
@@ -513,7 +508,7 @@ static napi_value Mount(napi_env env, napi_callback_info info) {
 static napi_value Umount2(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   if (!get_args(env, info, 2, argv)) return NULL;
-  mount_call *c = new_mount_call(env);
+  mount_call *c = new_call(env, sizeof *c);
   if (c == NULL) return NULL;
   unsigned int flags;
   if (!get_cstring(env, argv[0], "target", &c->target) || !get_uint(env, argv[1], "flags", 0xff, &flags)) {
@@ -936,8 +931,6 @@ static napi_value SignalProcess(napi_env env, napi_callback_info info) {
   return result;
 }
 
-/* ------------------------------------------------------------------ init */
-
 /* ------------------------------------------------------------ disk usage */
 
 /* A file with more than one link, counted once however many names it has. */
@@ -1052,6 +1045,8 @@ static napi_value DiskUsage(napi_env env, napi_callback_info info) {
   if (promise == NULL) usage_call_free(c);
   return promise;
 }
+
+/* ------------------------------------------------------------------ init */
 
 static napi_value set_fn(napi_env env, napi_value exports, const char *name, napi_callback cb) {
   napi_value fn;
