@@ -1,5 +1,4 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { Readable } from 'node:stream';
 import { DeadlineExceededError, FailedPreconditionError, InvalidArgumentError, isCategory, NotFoundError, UnavailableError } from '@berth/errors';
 import { inSpan, type Logger } from '@berth/observability';
 import { formatReference, parseReference, RegistryClient, repositoryName, resolveEndpoints, type ImageReference, type RegistryClientOptions, type RegistryCredentials } from '@berth/registry';
@@ -433,8 +432,7 @@ export class Puller {
       const upper = writableDir(m);
       if (upper === undefined) throw new InvalidArgumentError('the store gave no writable directory');
       const compression = layerCompression(layer.mediaType) ?? 'none';
-      const blob = Readable.from(store.content.read(layer.digest));
-      const result = await applyLayer(blob, upper, { compression, maxUncompressedBytes: this.options.maxUncompressedLayerBytes ?? 64 * 1024 ** 3 });
+      const result = await applyLayer(store.content.read(layer.digest), upper, { compression, maxUncompressedBytes: this.options.maxUncompressedLayerBytes ?? 64 * 1024 ** 3 });
       if (result.diffId !== diffId) throw new FailedPreconditionError(`layer ${layer.digest} unpacks to ${result.diffId}, but the config says ${diffId}`);
       return key;
     } catch (err) {

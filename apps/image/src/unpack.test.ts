@@ -1,11 +1,12 @@
 import { strict as assert } from 'node:assert';
-import { existsSync, lstatSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, chownSync, existsSync, linkSync, lstatSync, lutimesSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import { after, test } from 'node:test';
 import { isCategory } from '@berth/errors';
-import { lgetxattr } from '@berth/native';
+import { lgetxattr, lsetxattr, mknod, S_IFCHR, S_IFIFO } from '@berth/native';
 import { tarLayer, type LayerEntry } from '@berth/oci';
 import { sha256Digest } from '@berth/spec';
 import { chainIds, selectPlatform } from './puller.js';
@@ -17,7 +18,6 @@ let n = 0;
 
 async function apply(entries: LayerEntry[] | Buffer, options: { gzip?: boolean; max?: number } = {}) {
   const root = join(base, String(n++));
-  const { mkdirSync } = await import('node:fs');
   mkdirSync(root);
   const tar = Buffer.isBuffer(entries) ? entries : await tarLayer(entries);
   const blob = options.gzip ? gzipSync(tar) : tar;
@@ -36,15 +36,16 @@ test('a gzip layer unpacks, and its diff ID is the digest of the uncompressed ta
 
 test('a zstd layer unpacks to the same diff ID as the uncompressed tar', async () => {
   const root = join(base, String(n++));
-  const { mkdirSync } = await import('node:fs');
-  const { execFileSync } = await import('node:child_process');
   mkdirSync(root);
   const tar = await tarLayer([{ type: 'file', path: '/z', content: 'zstd!'.repeat(1000) }]);
   const blob = execFileSync('zstd', ['-q', '-c'], { input: tar });
   const result = await applyLayer(Readable.from([blob]), root, { compression: 'zstd', maxUncompressedBytes: 1 << 30 });
   assert.equal(result.diffId, sha256Digest(tar));
   assert.equal(readFileSync(join(root, 'z'), 'utf8'), 'zstd!'.repeat(1000));
-  await assert.rejects(applyLayer(Readable.from([Buffer.from('not zstd at all')]), join(base, 'x'), { compression: 'zstd', maxUncompressedBytes: 1 << 30 }), (e: Error) => isCategory(e, 'failed-precondition'));
+  const other = join(base, String(n++));
+  mkdirSync(other);
+  await assert.rejects(applyLayer(Readable.from([Buffer.from('not zstd at all')]), other, { compression: 'zstd', maxUncompressedBytes: 1 << 30 }), refused(/zstd layer does not decompress/));
+  await assert.rejects(applyLayer(Readable.from([blob.subarray(0, blob.length - 5)]), other, { compression: 'zstd', maxUncompressedBytes: 1 << 30 }), refused(/zstd layer is truncated/));
 });
 
 test('whiteouts become overlay whiteouts and opaque markers the opaque xattr', async () => {
@@ -92,6 +93,89 @@ test('a hard link to something outside the layer is refused', async () => {
 test('a layer that decompresses past the limit is refused', async () => {
   const bomb = await tarLayer([{ type: 'file', path: '/zeros', content: Buffer.alloc(4 * 1024 * 1024) }]);
   await assert.rejects(apply(bomb, { gzip: true, max: 1024 * 1024 }), refused(/decompresses to more than/));
+});
+
+test('a tree tarred by GNU tar comes back the same: owners, setuid, times, devices, fifos, xattrs, long UTF-8 names', async () => {
+  const src = mkdtempSync('/var/tmp/berth-src-');
+  try {
+    const long = `${'ü'.repeat(60)}/${'名'.repeat(40)}.txt`;
+    mkdirSync(join(src, 'ü'.repeat(60)));
+    writeFileSync(join(src, long), 'long');
+    writeFileSync(join(src, 'suid'), '#!/bin/sh\n');
+    chownSync(join(src, 'suid'), 1234, 5678);
+    chmodSync(join(src, 'suid'), 0o4755);
+    linkSync(join(src, 'suid'), join(src, 'suid-link'));
+    symlinkSync('suid', join(src, 'sym'));
+    mkdirSync(join(src, 'dir'), { mode: 0o750 });
+    writeFileSync(join(src, 'dir/file'), 'x');
+    lsetxattr(join(src, 'dir/file'), 'user.berth', Buffer.from('yes'));
+    lsetxattr(join(src, 'dir'), 'trusted.overlay.redirect', Buffer.from('/elsewhere'));
+    mknod(join(src, 'null'), S_IFCHR | 0o666, 1, 3);
+    mknod(join(src, 'fifo'), S_IFIFO | 0o600, 0, 0);
+    const when = new Date('2021-02-03T04:05:06Z');
+    for (const p of ['suid', 'dir/file', 'dir', long]) utimesSync(join(src, p), when, when);
+    lutimesSync(join(src, 'sym'), when, when);
+    const tar = execFileSync('tar', ['--xattrs', '--xattrs-include=*', '--format=pax', '-C', src, '-cf', '-', '.']);
+    const { root, result } = await apply(tar, { gzip: true });
+    assert.equal(result.diffId, sha256Digest(tar));
+    assert.equal(result.uncompressedBytes, tar.length);
+    assert.equal(readFileSync(join(root, long), 'utf8'), 'long');
+    const suid = lstatSync(join(root, 'suid'));
+    assert.equal(suid.mode & 0o7777, 0o4755);
+    assert.deepEqual([suid.uid, suid.gid, suid.mtime.getTime(), suid.nlink], [1234, 5678, when.getTime(), 2]);
+    assert.equal(lstatSync(join(root, 'suid-link')).ino, suid.ino);
+    assert.equal(readlinkSync(join(root, 'sym')), 'suid');
+    assert.equal(lstatSync(join(root, 'sym')).mtime.getTime(), when.getTime());
+    const dir = lstatSync(join(root, 'dir'));
+    assert.equal(dir.mode & 0o7777, 0o750);
+    assert.equal(dir.mtime.getTime(), when.getTime(), 'a directory keeps its time after files are written into it');
+    assert.equal(lgetxattr(join(root, 'dir/file'), 'user.berth')?.toString(), 'yes');
+    assert.equal(lgetxattr(join(root, 'dir'), 'trusted.overlay.redirect'), undefined, 'a layer cannot steer overlayfs');
+    const dev = lstatSync(join(root, 'null'));
+    assert.ok(dev.isCharacterDevice());
+    assert.equal(dev.rdev, lstatSync(join(src, 'null')).rdev);
+    assert.ok(lstatSync(join(root, 'fifo')).isFIFO());
+  } finally {
+    rmSync(src, { recursive: true, force: true });
+  }
+});
+
+test('chunk boundaries do not matter: gzip in 7-byte pieces, several members, output past the buffer', async () => {
+  const big = Buffer.alloc(3 * 1024 * 1024, 'a');
+  const tar = await tarLayer([{ type: 'file', path: '/big', content: big }, { type: 'file', path: '/small', content: 'tail' }]);
+  const half = 1536;
+  const blob = Buffer.concat([gzipSync(tar.subarray(0, half)), gzipSync(tar.subarray(half))]);
+  const pieces = function* () {
+    for (let i = 0; i < blob.length; i += 7) yield blob.subarray(i, i + 7);
+  };
+  const root = join(base, String(n++));
+  mkdirSync(root);
+  const result = await applyLayer(pieces(), root, { compression: 'gzip', maxUncompressedBytes: 1 << 30 });
+  assert.equal(result.diffId, sha256Digest(tar));
+  assert.ok(readFileSync(join(root, 'big')).equals(big));
+  assert.equal(readFileSync(join(root, 'small'), 'utf8'), 'tail');
+});
+
+test('corrupt, truncated and non-tar layers are refused', async () => {
+  const tar = await tarLayer([{ type: 'file', path: '/f', content: 'x'.repeat(5000) }]);
+  const gz = gzipSync(tar);
+  await assert.rejects(apply(gz.subarray(0, gz.length - 10), { gzip: false }).then(() => undefined), refused(/tar|truncated/i));
+  const root = join(base, String(n++));
+  mkdirSync(root);
+  await assert.rejects(applyLayer(Readable.from([gz.subarray(0, gz.length - 10)]), root, { compression: 'gzip', maxUncompressedBytes: 1 << 30 }), refused(/gzip layer is truncated/));
+  await assert.rejects(applyLayer(Readable.from([Buffer.concat([gz, Buffer.from('garbage')])]), root, { compression: 'gzip', maxUncompressedBytes: 1 << 30 }), refused(/gzip layer does not decompress/));
+  await assert.rejects(applyLayer(Readable.from([Buffer.alloc(2048, 'z')]), root, { compression: 'none', maxUncompressedBytes: 1 << 30 }), refused(/not a valid tar/));
+});
+
+test('a source that fails midway fails the apply with its own error, after the thread has stopped', async () => {
+  const tar = await tarLayer([{ type: 'file', path: '/f', content: Buffer.alloc(2 * 1024 * 1024, 1) }]);
+  const root = join(base, String(n++));
+  mkdirSync(root);
+  const broken = async function* () {
+    yield tar.subarray(0, 4096);
+    throw new Error('connection reset');
+  };
+  await assert.rejects(applyLayer(broken(), root, { compression: 'none', maxUncompressedBytes: 1 << 30 }), /connection reset/);
 });
 
 test('chain IDs and platform selection follow the image spec', () => {

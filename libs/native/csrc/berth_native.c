@@ -48,6 +48,8 @@
 #include <sys/types.h>
 #include <sys/xattr.h>
 
+#include "layer.h"
+
 /* Linux's dev_t encoding in mknod(2) holds a 12-bit major and a 20-bit minor. */
 #define MAX_MAJOR 0xfffu
 #define MAX_MINOR 0xfffffu
@@ -1078,7 +1080,8 @@ NAPI_MODULE_INIT() {
       !set_fn(env, exports, "signalProcess", SignalProcess) ||
       !set_int(env, exports, "S_IFCHR", S_IFCHR) ||
       !set_int(env, exports, "S_IFBLK", S_IFBLK) ||
-      !set_int(env, exports, "S_IFIFO", S_IFIFO)) {
+      !set_int(env, exports, "S_IFIFO", S_IFIFO) ||
+      !layer_register(env, exports)) {
     return NULL;
   }
   return exports;

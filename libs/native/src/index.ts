@@ -45,6 +45,9 @@ interface Binding {
   pipe(): [number, number];
   signalProcess(pid: number, start: string, signal: number): boolean;
   spawn(file: string, args: string[], env: string[] | null, fds: number[], newSession: boolean, onExit: (code: number | null, signal: number | null) => void): number;
+  applierOpen(root: string, compression: number, maxBytes: number, onEvent: (kind: number, text?: string, num?: number, layerFault?: boolean) => void): object;
+  applierPush(handle: object, chunks: Uint8Array[] | null): boolean;
+  applierAbort(handle: object): void;
   S_IFCHR: number;
   S_IFBLK: number;
   S_IFIFO: number;
@@ -267,6 +270,112 @@ export async function pinNamespaces(pins: NamespacePins): Promise<void> {
 export async function diskUsage(root: string): Promise<{ bytes: number; inodes: number }> {
   const [bytes, inodes] = await binding.diskUsage(root);
   return { bytes, inodes };
+}
+
+export type LayerCompression = 'none' | 'gzip' | 'zstd';
+
+/** A layer that could not be applied: `layerFault` says the layer's content is to blame (hostile or corrupt), not the node. */
+export interface LayerApplyError extends Error {
+  layerFault: boolean;
+  /** The errno name of a system failure (e.g. 'ENOSPC'), when there was one. */
+  code?: string;
+}
+
+/**
+ * Applies an image layer (a tar, compressed or not) to `root`, natively: the
+ * bytes pushed are handed to a thread of the applier's own (csrc/layer.c),
+ * which decompresses (zlib, libzstd), hashes and extracts them with
+ * libarchive while JS reads the next ones. {@link done} gives the diff ID
+ * (sha256 of the uncompressed tar) and the uncompressed size.
+ *
+ * Entries that climb out of the root or go through a symlink, hard links to
+ * anything but a non-directory of this layer, and a layer past `maxBytes`
+ * uncompressed are refused; OCI whiteouts become overlay whiteouts.
+ *
+ * The pushed chunks are not copied: the applier holds them until the thread
+ * is done with them, and they must not be changed meanwhile.
+ */
+export class LayerApplier {
+  /** Settles once the thread has stopped: the result, or a {@link LayerApplyError}. */
+  readonly done: Promise<{ diffId: string; bytes: number }>;
+  private readonly handle: object;
+  /** The batches the thread may still read: the one it is applying and the one waiting. */
+  private held: Uint8Array[][] = [];
+  private taken: (() => void) | undefined;
+  private finished = false;
+
+  constructor(root: string, compression: LayerCompression, maxBytes: number) {
+    let resolveDone!: (r: { diffId: string; bytes: number }) => void;
+    let rejectDone!: (e: Error) => void;
+    this.done = new Promise((resolve, reject) => {
+      resolveDone = resolve;
+      rejectDone = reject;
+    });
+    this.done.catch(() => undefined);
+    this.handle = binding.applierOpen(root, compression === 'gzip' ? 1 : compression === 'zstd' ? 2 : 0, maxBytes, (kind, text, num, layerFault) => {
+      if (kind === 0) {
+        // The newest batch was taken: the ones before it are done with.
+        this.held = this.held.slice(-1);
+      } else {
+        this.finished = true;
+        this.held = [];
+        if (kind === 1) resolveDone({ diffId: `sha256:${text}`, bytes: num! });
+        else {
+          const err = new Error(text) as LayerApplyError;
+          err.layerFault = layerFault === true;
+          const code = num ? errnoNames.get(num) : undefined;
+          if (code !== undefined) err.code = code;
+          rejectDone(err);
+        }
+      }
+      const wake = this.taken;
+      this.taken = undefined;
+      wake?.();
+    });
+  }
+
+  /** True once the thread has stopped (the layer is applied or failed): further pushes are dropped. */
+  get ended(): boolean {
+    return this.finished;
+  }
+
+  /** Hands a batch over; resolves once the thread has taken it, or has ended. */
+  async push(chunks: Uint8Array[]): Promise<void> {
+    if (this.finished || chunks.length === 0) return;
+    if (this.taken !== undefined) throw new Error('LayerApplier.push: the previous push has not been taken yet');
+    this.held.push(chunks);
+    if (!binding.applierPush(this.handle, chunks)) throw new Error('LayerApplier.push: the applier refused the batch');
+    await new Promise<void>((resolve) => (this.taken = resolve));
+  }
+
+  /** Ends the input and waits for the result. */
+  end(): Promise<{ diffId: string; bytes: number }> {
+    if (!this.finished) binding.applierPush(this.handle, null);
+    return this.done;
+  }
+
+  /** Stops the thread and waits until it has: nothing more is written under the root. */
+  async abort(): Promise<void> {
+    if (!this.finished) binding.applierAbort(this.handle);
+    await this.done.catch(() => undefined);
+  }
+}
+
+const errnoNames = new Map<number, string>(Object.entries(constants.errno).map(([name, n]) => [n, name]));
+
+/** Applies a layer from a source of chunks with a {@link LayerApplier}; when the source fails, its error is thrown once the thread has stopped. */
+export async function applyLayerChunks(chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, root: string, compression: LayerCompression, maxBytes: number): Promise<{ diffId: string; bytes: number }> {
+  const applier = new LayerApplier(root, compression, maxBytes);
+  try {
+    for await (const chunk of chunks) {
+      if (applier.ended) break;
+      await applier.push([chunk]);
+    }
+  } catch (err) {
+    await applier.abort();
+    throw err;
+  }
+  return await applier.end();
 }
 
 /**
