@@ -5,7 +5,7 @@ import { formatReference, parseReference, RegistryClient, repositoryName, resolv
 import { layerCompression, MediaType, nodePlatform, parseDigest, sha256Digest, type Descriptor, type ImageConfig, type ImageIndex, type ImageManifest, type Platform } from '@berth/spec';
 import { gcRefContentPrefix, gcRefSnapshot, writableDir, type ImageRecord, type Store } from '@berth/store-api';
 import { OciLayoutSource, type ContentSource } from './layout-source.js';
-import { applyLayer } from './unpack.js';
+import { applyLayer, StreamedUnpack, type ApplyOptions, type ApplyResult } from './unpack.js';
 
 /** Downloaded bytes gathered before each write into the store. */
 const writeBatchBytes = 1024 * 1024;
@@ -226,6 +226,7 @@ export class Puller {
       const image = formatReference(ref);
       const report = (layer: Descriptor, phase: string, bytes: number): void => this.options.onProgress?.({ image, layer: layer.digest, phase, bytes, total: layer.size });
       for (const layer of layers) report(layer, 'waiting', 0);
+      const streams = layers.map((layer) => new StreamedUnpack({ prepare: () => this.prepareExtract(layer.digest, lease.id), remove: (key) => store.snapshots.remove(key) }, this.applyOptions(layer)));
       for (const [i, layer] of layers.entries()) {
         let last = 0;
         const progress = (bytes: number): void => {
@@ -234,20 +235,30 @@ export class Puller {
           report(layer, 'downloading', bytes);
         };
         const labels = layerChain.then(({ chain }) => ({ [gcRefSnapshot]: chain[i]! }));
-        downloads.push(slot(() => inSpan('pull: layer download', () => this.fetchBlob(client, ref, layer, lease.id, labels, progress)).then(() => report(layer, 'downloaded', layer.size))));
+        downloads.push(slot(() => inSpan('pull: layer download', () => this.fetchBlob(client, ref, layer, lease.id, labels, progress, streams[i])).then(() => report(layer, 'downloaded', layer.size))));
       }
       downloads.forEach((d) => d.catch(() => undefined));
-      // Each layer unpacks into its own directory as soon as it is downloaded,
-      // in parallel with the others (a layer's content does not depend on the
-      // layers below it); commits then go in order, each on its parent. Each
-      // waits for its download even when the config failed, so nothing is
-      // still writing once the lease goes.
+      // Each layer unpacks into its own directory while it downloads (or, when
+      // that could not be followed, once it is downloaded), in parallel with the
+      // others (a layer's content does not depend on the layers below it);
+      // commits then go in order, each on its parent. Each waits for its
+      // download even when the config failed, so nothing is still writing once
+      // the lease goes.
       const unpacked = layers.map((layer, i) =>
-        downloads[i]!.then(async () => {
-          const { diffIds, chain } = await layerChain;
-          report(layer, 'unpacking', layer.size);
-          return inSpan('pull: layer unpack', () => this.unpackLayer(layer, diffIds[i]!, chain[i]!, lease.id));
-        }),
+        downloads[i]!.then(
+          async () => {
+            const { diffIds, chain } = await layerChain.catch(async (err: unknown) => {
+              await streams[i]!.discard();
+              throw err;
+            });
+            report(layer, 'unpacking', layer.size);
+            return inSpan('pull: layer unpack', () => this.unpackLayer(layer, diffIds[i]!, chain[i]!, lease.id, streams[i]!));
+          },
+          async (err: unknown) => {
+            await streams[i]!.discard();
+            throw err;
+          },
+        ),
       );
       unpacked.forEach((u) => u.catch(() => undefined));
       let failure: unknown;
@@ -329,7 +340,15 @@ export class Puller {
    * waited for when another pull holds its ingest, resumed with Range after a
    * broken download (three attempts).
    */
-  private async fetchBlob(client: ContentSource, ref: ImageReference, desc: Descriptor, leaseId: string, labelsWanted: Record<string, string> | Promise<Record<string, string>>, progress?: (bytes: number) => void): Promise<void> {
+  private async fetchBlob(
+    client: ContentSource,
+    ref: ImageReference,
+    desc: Descriptor,
+    leaseId: string,
+    labelsWanted: Record<string, string> | Promise<Record<string, string>>,
+    progress?: (bytes: number) => void,
+    streamed?: StreamedUnpack,
+  ): Promise<void> {
     const { store } = this.options;
     for (let attempt = 0; ; attempt++) {
       try {
@@ -359,6 +378,7 @@ export class Puller {
         const stallMs = this.options.progressTimeoutMs ?? 60_000;
         // Re-armed by every chunk (refresh: no new timer per chunk).
         const timer = setTimeout(() => stall.abort(), stallMs);
+        streamed?.begin(writer.offset());
         const res = await client.blob(ref, desc.digest, writer.offset(), stall.signal);
         if (res.status === 200 && writer.offset() > 0) {
           // The registry ignored the range: start over.
@@ -378,8 +398,9 @@ export class Puller {
             const data = batch;
             batch = [];
             batched = 0;
+            // The streamed unpack takes the same batch while the store writes it.
             writing = previous.then(async () => {
-              await w.write(data);
+              await Promise.all([w.write(data), streamed?.push(data)]);
               progress?.(w.offset());
             });
             writing.catch(() => undefined);
@@ -396,6 +417,7 @@ export class Puller {
           await flush();
           await writing;
         } catch (err) {
+          streamed?.spoil();
           // What arrived before the break is good: store it, so the retry resumes after it.
           await flush().catch(() => undefined);
           await writing.catch(() => undefined);
@@ -420,25 +442,47 @@ export class Puller {
   /**
    * Unpacks a layer into a snapshot of its own (prepared without a parent)
    * and checks its diff ID; returns the snapshot's key, or undefined when the
-   * layer is already committed (by an earlier pull).
+   * layer is already committed (by an earlier pull). A layer applied while it
+   * downloaded is only checked; otherwise it is read back from the store.
    */
-  private async unpackLayer(layer: Descriptor, diffId: string, chainId: string, leaseId: string): Promise<string | undefined> {
+  private async unpackLayer(layer: Descriptor, diffId: string, chainId: string, leaseId: string, streamed: StreamedUnpack): Promise<string | undefined> {
     const { store } = this.options;
-    if (await this.haveSnapshot(chainId, leaseId)) return undefined;
-    const key = `extract-${chainId.slice(7, 27)}-${randomUUID()}`;
-    const mounts = await store.snapshots.prepare(key, undefined, { leaseId });
-    try {
-      const m = mounts[0]!;
-      const upper = writableDir(m);
-      if (upper === undefined) throw new InvalidArgumentError('the store gave no writable directory');
-      const compression = layerCompression(layer.mediaType) ?? 'none';
-      const result = await applyLayer(store.content.read(layer.digest), upper, { compression, maxUncompressedBytes: this.options.maxUncompressedLayerBytes ?? 64 * 1024 ** 3 });
-      if (result.diffId !== diffId) throw new FailedPreconditionError(`layer ${layer.digest} unpacks to ${result.diffId}, but the config says ${diffId}`);
-      return key;
-    } catch (err) {
-      await store.snapshots.remove(key).catch(() => undefined);
-      throw err;
+    if (await this.haveSnapshot(chainId, leaseId)) {
+      await streamed.discard();
+      return undefined;
     }
+    let applied: { key: string; result: ApplyResult } | undefined = await streamed.finish(layer.size);
+    if (applied === undefined) {
+      const { key, root } = await this.prepareExtract(chainId, leaseId);
+      try {
+        applied = { key, result: await applyLayer(store.content.read(layer.digest), root, this.applyOptions(layer)) };
+      } catch (err) {
+        await store.snapshots.remove(key).catch(() => undefined);
+        throw err;
+      }
+    }
+    if (applied.result.diffId !== diffId) {
+      await store.snapshots.remove(applied.key).catch(() => undefined);
+      throw new FailedPreconditionError(`layer ${layer.digest} unpacks to ${applied.result.diffId}, but the config says ${diffId}`);
+    }
+    return applied.key;
+  }
+
+  /** A parentless snapshot to unpack a layer into (named after `digest`), and the directory it writes to. */
+  private async prepareExtract(digest: string, leaseId: string): Promise<{ key: string; root: string }> {
+    const { store } = this.options;
+    const key = `extract-${digest.slice(7, 27)}-${randomUUID()}`;
+    const mounts = await store.snapshots.prepare(key, undefined, { leaseId });
+    const root = writableDir(mounts[0]!);
+    if (root === undefined) {
+      await store.snapshots.remove(key).catch(() => undefined);
+      throw new InvalidArgumentError('the store gave no writable directory');
+    }
+    return { key, root };
+  }
+
+  private applyOptions(layer: Descriptor): ApplyOptions {
+    return { compression: layerCompression(layer.mediaType) ?? 'none', maxUncompressedBytes: this.options.maxUncompressedLayerBytes ?? 64 * 1024 ** 3 };
   }
 
   private async haveSnapshot(chainId: string, leaseId: string): Promise<boolean> {

@@ -1,5 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { chmodSync, chownSync, existsSync, linkSync, lstatSync, lutimesSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -10,7 +11,7 @@ import { lgetxattr, lsetxattr, mknod, S_IFCHR, S_IFIFO } from '@berth/native';
 import { tarLayer, type LayerEntry } from '@berth/oci';
 import { sha256Digest } from '@berth/spec';
 import { chainIds, selectPlatform } from './puller.js';
-import { applyLayer } from './unpack.js';
+import { applyLayer, StreamedUnpack } from './unpack.js';
 
 const base = mkdtempSync('/var/tmp/berth-unpack-');
 after(() => rmSync(base, { recursive: true, force: true }));
@@ -176,6 +177,58 @@ test('a source that fails midway fails the apply with its own error, after the t
     throw new Error('connection reset');
   };
   await assert.rejects(applyLayer(broken(), root, { compression: 'none', maxUncompressedBytes: 1 << 30 }), /connection reset/);
+});
+
+test('a streamed unpack applies a layer fed from its first byte, and drops what it wrote otherwise', async () => {
+  const content = randomBytes(3 * 1024 * 1024);
+  const tar = await tarLayer([{ type: 'file', path: '/f', content }]);
+  const blob = gzipSync(tar);
+  const made: string[] = [];
+  const removed: string[] = [];
+  const target = {
+    prepare: async () => {
+      const root = join(base, String(n++));
+      mkdirSync(root);
+      made.push(root);
+      return { key: root, root };
+    },
+    remove: async (key: string) => {
+      removed.push(key);
+      rmSync(key, { recursive: true });
+    },
+  };
+  const options = { compression: 'gzip' as const, maxUncompressedBytes: 1 << 30 };
+  const feed = async (s: StreamedUnpack, bytes: Buffer) => {
+    for (let i = 0; i < bytes.length; i += 100_000) await s.push([bytes.subarray(i, i + 50_000), bytes.subarray(i + 50_000, i + 100_000)]);
+  };
+
+  const whole = new StreamedUnpack(target, options);
+  whole.begin(0);
+  await feed(whole, blob);
+  const done = await whole.finish(blob.length);
+  assert.equal(done?.result.diffId, sha256Digest(tar));
+  assert.ok(readFileSync(join(done!.key, 'f')).equals(content));
+
+  const resumed = new StreamedUnpack(target, options);
+  resumed.begin(0);
+  await feed(resumed, blob.subarray(0, 200_000));
+  resumed.begin(200_000); // a retry after a break: the rest comes from the store
+  assert.equal(await resumed.finish(blob.length), undefined);
+  assert.equal(removed.at(-1), made.at(-1), 'what the spoiled unpack wrote is removed');
+
+  const short = new StreamedUnpack(target, options);
+  short.begin(0);
+  await feed(short, blob.subarray(0, 200_000));
+  assert.equal(await short.finish(blob.length), undefined);
+  assert.equal(removed.at(-1), made.at(-1));
+
+  const hostile = new StreamedUnpack(target, options);
+  const evil = gzipSync(await tarLayer([{ type: 'file', path: '../../outside', content: 'x' }]));
+  hostile.begin(0);
+  await feed(hostile, evil);
+  await assert.rejects(hostile.finish(evil.length), refused(/escapes the root/));
+  assert.equal(removed.at(-1), made.at(-1));
+  assert.equal(made.length, 4);
 });
 
 test('chain IDs and platform selection follow the image spec', () => {
