@@ -617,6 +617,12 @@ static bool apply_entry(applier *ap, struct archive *in, struct archive *disk, s
 
 static void extract(applier *ap) {
   struct archive *in = archive_read_new();
+  /*
+   * archive_write_disk_new reads the umask by setting it to 0 and back, a
+   * moment in which another thread's new file would get no umask. Nothing
+   * here depends on it: entries get their exact modes (ARCHIVE_EXTRACT_PERM),
+   * and the parents made by open_dir are 0755 either way under the usual 022.
+   */
   struct archive *disk = archive_write_disk_new();
   char *rel = malloc(PATH_MAX), *path = malloc(PATH_MAX), *link = malloc(PATH_MAX);
   if (in == NULL || disk == NULL || rel == NULL || path == NULL || link == NULL) {
