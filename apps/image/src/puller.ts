@@ -447,11 +447,17 @@ export class Puller {
    */
   private async unpackLayer(layer: Descriptor, diffId: string, chainId: string, leaseId: string, streamed: StreamedUnpack): Promise<string | undefined> {
     const { store } = this.options;
-    if (await this.haveSnapshot(chainId, leaseId)) {
+    let applied: { key: string; result: ApplyResult } | undefined;
+    try {
+      if (await this.haveSnapshot(chainId, leaseId)) {
+        await streamed.discard();
+        return undefined;
+      }
+      applied = await streamed.finish(layer.size);
+    } catch (err) {
       await streamed.discard();
-      return undefined;
+      throw err;
     }
-    let applied: { key: string; result: ApplyResult } | undefined = await streamed.finish(layer.size);
     if (applied === undefined) {
       const { key, root } = await this.prepareExtract(chainId, leaseId);
       try {

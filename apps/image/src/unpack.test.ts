@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, chownSync, existsSync, linkSync, lstatSync, lutimesSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, linkSync, lstatSync, lutimesSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
@@ -87,6 +87,29 @@ test('nothing is written through a symlink, even one the layer made itself', asy
   rmSync(target, { recursive: true });
 });
 
+test('whiteouts and opaque markers under a symlink are refused; a symlink replaced by a directory or a file is replaced, not followed', async () => {
+  const target = mkdtempSync('/var/tmp/berth-target-');
+  try {
+    await assert.rejects(apply([{ type: 'symlink', path: '/w', target }, { type: 'file', path: '/w/.wh.x' }]), refused(/through the symlink \/w/));
+    await assert.rejects(apply([{ type: 'symlink', path: '/o', target }, { type: 'file', path: '/o/.wh..wh..opq' }]), refused(/through the symlink \/o/));
+    const { root } = await apply([
+      { type: 'symlink', path: '/d', target },
+      { type: 'dir', path: '/d' },
+      { type: 'file', path: '/d/inside', content: 'in' },
+      { type: 'symlink', path: '/f', target: join(target, 'planted') },
+      { type: 'file', path: '/f', content: 'file' },
+      { type: 'file', path: '/.wh..wh.plnk', content: '' },
+    ]);
+    assert.ok(lstatSync(join(root, 'd')).isDirectory());
+    assert.equal(readFileSync(join(root, 'd/inside'), 'utf8'), 'in');
+    assert.ok(lstatSync(join(root, 'f')).isFile());
+    assert.equal(existsSync(join(root, '.wh.plnk')), false, 'aufs metadata creates nothing');
+    assert.deepEqual(readdirSync(target), [], 'nothing was written outside the root');
+  } finally {
+    rmSync(target, { recursive: true, force: true });
+  }
+});
+
 test('a hard link to something outside the layer is refused', async () => {
   await assert.rejects(apply([{ type: 'link', path: '/h', target: '/not/here' }]), refused(/points outside this layer/));
 });
@@ -139,6 +162,28 @@ test('a tree tarred by GNU tar comes back the same: owners, setuid, times, devic
   } finally {
     rmSync(src, { recursive: true, force: true });
   }
+});
+
+test('names come out byte for byte: decomposed and invalid UTF-8 are not rewritten', async () => {
+  const src = mkdtempSync('/var/tmp/berth-src-');
+  try {
+    const names = [Buffer.from('e\u0301te\u0301'), Buffer.from('caf\u00e9'), Buffer.concat([Buffer.from('x'.repeat(120)), Buffer.from('e\u0301')]), Buffer.from([0x62, 0xff, 0x62])];
+    for (const name of names) writeFileSync(Buffer.concat([Buffer.from(`${src}/`), name]), 'x');
+    const tar = execFileSync('tar', ['--format=pax', '-C', src, '-cf', '-', '.']);
+    const { root } = await apply(tar);
+    const listing = (dir: string) => readdirSync(dir, { encoding: 'buffer' }).map((b) => b.toString('hex')).sort();
+    assert.deepEqual(listing(root), listing(src));
+  } finally {
+    rmSync(src, { recursive: true, force: true });
+  }
+});
+
+test('unpacks side by side leave the process umask as it was', async () => {
+  const umask = () => /^Umask:\s*(\d+)/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1];
+  const before = umask();
+  const entries = Array.from({ length: 300 }, (_, i) => ({ type: 'file' as const, path: `/d${i % 7}/f${i}`, content: 'x' }));
+  for (let round = 0; round < 3; round++) await Promise.all([0, 1, 2, 3].map(() => apply(entries)));
+  assert.equal(umask(), before);
 });
 
 test('chunk boundaries do not matter: gzip in 7-byte pieces, several members, output past the buffer', async () => {

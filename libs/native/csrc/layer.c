@@ -48,6 +48,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/sysmacros.h>
@@ -539,6 +540,10 @@ static bool apply_entry(applier *ap, struct archive *in, struct archive *disk, s
     }
     return archive_read_data_skip(in) >= ARCHIVE_WARN;
   }
+  if (strncmp(base, ".wh..wh.", 8) == 0) {
+    /* Other aufs metadata (.wh..wh.plnk, .wh..wh.aufs) describes nothing to create. */
+    return archive_read_data_skip(in) >= ARCHIVE_WARN;
+  }
   if (strncmp(base, ".wh.", 4) == 0) {
     const char *gone = base + 4;
     if (gone[0] == '\0' || strcmp(gone, ".") == 0 || strcmp(gone, "..") == 0) {
@@ -617,12 +622,6 @@ static bool apply_entry(applier *ap, struct archive *in, struct archive *disk, s
 
 static void extract(applier *ap) {
   struct archive *in = archive_read_new();
-  /*
-   * archive_write_disk_new reads the umask by setting it to 0 and back, a
-   * moment in which another thread's new file would get no umask. Nothing
-   * here depends on it: entries get their exact modes (ARCHIVE_EXTRACT_PERM),
-   * and the parents made by open_dir are 0755 either way under the usual 022.
-   */
   struct archive *disk = archive_write_disk_new();
   char *rel = malloc(PATH_MAX), *path = malloc(PATH_MAX), *link = malloc(PATH_MAX);
   if (in == NULL || disk == NULL || rel == NULL || path == NULL || link == NULL) {
@@ -667,9 +666,22 @@ out:
 
 static void *applier_thread(void *p) {
   applier *ap = p;
-  /* Names in pax headers are UTF-8; with this thread's locale UTF-8 too, libarchive passes them through unchanged. */
-  locale_t utf8 = newlocale(LC_ALL_MASK, "C.UTF-8", (locale_t)0);
-  if (utf8 != (locale_t)0) uselocale(utf8);
+  /*
+   * Names must come out byte for byte as the layer has them. libarchive
+   * converts pax names from UTF-8 to the locale's charset; into UTF-8 it
+   * also normalises them to NFC (a decomposed "é" would become another
+   * name). In the C locale the conversion fails with a warning and the raw
+   * bytes are kept, so this thread uses the C locale whatever the process's is.
+   */
+  locale_t c_locale = newlocale(LC_ALL_MASK, "C", (locale_t)0);
+  if (c_locale != (locale_t)0) uselocale(c_locale);
+  /*
+   * libarchive reads the umask by setting it to 0 and back, at every entry;
+   * two threads doing that at once can leave the process's umask at 0. With
+   * its own filesystem attributes this thread's umask is its own.
+   */
+  if (unshare(CLONE_FS) != 0) fail(ap, errno, false, "unshare(CLONE_FS): %s", strerror(errno));
+  umask(022);
   ap->hash = EVP_MD_CTX_new();
   ap->out = malloc(OUT_BYTES);
   if (ap->hash == NULL || ap->out == NULL || EVP_DigestInit_ex(ap->hash, EVP_sha256(), NULL) != 1) fail(ap, ENOMEM, false, "cannot start the layer hash");
@@ -704,9 +716,9 @@ static void *applier_thread(void *p) {
   free(ap->out);
   free(ap->batch);
   free(ap->root);
-  if (utf8 != (locale_t)0) {
+  if (c_locale != (locale_t)0) {
     uselocale(LC_GLOBAL_LOCALE);
-    freelocale(utf8);
+    freelocale(c_locale);
   }
   napi_release_threadsafe_function(ap->tsfn, napi_tsfn_release);
   unref(ap);
