@@ -199,8 +199,8 @@ export class Puller {
       // The config and the layers download at once. The config goes through the ingest like a
       // layer (its lock makes one download of a config that several replicas want at once); the
       // layers' labels and every unpack wait for its diff IDs.
-      const layerChain = inSpan('pull: config blob', () => this.fetchBlob(client, ref, configDesc, lease.id, {})).then(async () => {
-        const config = parseJson<ImageConfig>(await this.readBlob(configDesc.digest), 'image config');
+      const layerChain = inSpan('pull: config blob', () => this.fetchBlob(client, ref, configDesc, lease.id, {}, { keep: true })).then(async (downloaded) => {
+        const config = parseJson<ImageConfig>(downloaded ?? (await this.readBlob(configDesc.digest)), 'image config');
         const diffIds = config.rootfs?.diff_ids;
         if (!Array.isArray(diffIds) || diffIds.length !== layers.length) throw new FailedPreconditionError(`image config lists ${Array.isArray(diffIds) ? diffIds.length : 0} diff IDs for ${layers.length} layers`);
         for (const d of diffIds) parseDigest(d);
@@ -235,7 +235,7 @@ export class Puller {
           report(layer, 'downloading', bytes);
         };
         const labels = layerChain.then(({ chain }) => ({ [gcRefSnapshot]: chain[i]! }));
-        downloads.push(slot(() => inSpan('pull: layer download', () => this.fetchBlob(client, ref, layer, lease.id, labels, progress, streams[i])).then(() => report(layer, 'downloaded', layer.size))));
+        downloads.push(slot(() => inSpan('pull: layer download', () => this.fetchBlob(client, ref, layer, lease.id, labels, { progress, streamed: streams[i]! })).then(() => report(layer, 'downloaded', layer.size))));
       }
       downloads.forEach((d) => d.catch(() => undefined));
       // Each layer unpacks into its own directory while it downloads (or, when
@@ -338,7 +338,9 @@ export class Puller {
   /**
    * Puts one blob into the store, verified: skipped when already there,
    * waited for when another pull holds its ingest, resumed with Range after a
-   * broken download (three attempts).
+   * broken download (three attempts). With `keep`, returns the bytes when
+   * this call downloaded all of them (the store has checked their digest by
+   * the time it returns); the blob's size is the caller's to bound.
    */
   private async fetchBlob(
     client: ContentSource,
@@ -346,21 +348,25 @@ export class Puller {
     desc: Descriptor,
     leaseId: string,
     labelsWanted: Record<string, string> | Promise<Record<string, string>>,
-    progress?: (bytes: number) => void,
-    streamed?: StreamedUnpack,
-  ): Promise<void> {
+    { progress, streamed, keep = false }: { progress?: (bytes: number) => void; streamed?: StreamedUnpack; keep?: boolean } = {},
+  ): Promise<Buffer | undefined> {
     const { store } = this.options;
+    // A new blob is the common case: the ingest's open says when it is already there.
+    let lookFirst = false;
     for (let attempt = 0; ; attempt++) {
-      try {
-        const info = await store.content.info(desc.digest);
-        if (info.size !== desc.size) throw new FailedPreconditionError(`blob ${desc.digest} is ${info.size} bytes in the store, the manifest says ${desc.size}`);
-        await store.addLeaseResource(leaseId, { kind: 'blob', ref: desc.digest });
-        const labels = await labelsWanted;
-        if (Object.keys(labels).length > 0) await store.content.updateLabels(desc.digest, { ...info.labels, ...labels });
-        return;
-      } catch (err) {
-        if (!isCategory(err, 'not-found')) throw err;
+      if (lookFirst) {
+        try {
+          const info = await store.content.info(desc.digest);
+          if (info.size !== desc.size) throw new FailedPreconditionError(`blob ${desc.digest} is ${info.size} bytes in the store, the manifest says ${desc.size}`);
+          await store.addLeaseResource(leaseId, { kind: 'blob', ref: desc.digest });
+          const labels = await labelsWanted;
+          if (Object.keys(labels).length > 0) await store.content.updateLabels(desc.digest, { ...info.labels, ...labels });
+          return undefined;
+        } catch (err) {
+          if (!isCategory(err, 'not-found')) throw err;
+        }
       }
+      lookFirst = true;
       let writer;
       try {
         writer = await store.content.writer({ ref: `pull-${desc.digest}`, expectedDigest: desc.digest, expectedSize: desc.size, leaseId });
@@ -385,6 +391,7 @@ export class Puller {
           await writer.abort();
           writer = await store.content.writer({ ref: `pull-${desc.digest}`, expectedDigest: desc.digest, expectedSize: desc.size, leaseId });
         }
+        const kept: Buffer[] | undefined = keep && writer.offset() === 0 ? [] : undefined;
         // The body arrives in chunks of 16–64 KiB: written in batches of 1 MiB (one writev each,
         // the chunks never joined), a layer costs a few hundred file writes instead of thousands.
         // One batch is written while the next arrives, so the socket is read on during each write.
@@ -411,6 +418,7 @@ export class Puller {
           for await (const chunk of res.body) {
             timer.refresh();
             batch.push(chunk as Buffer);
+            kept?.push(chunk as Buffer);
             batched += (chunk as Buffer).length;
             if (batched >= writeBatchBytes) await flush();
           }
@@ -428,7 +436,7 @@ export class Puller {
         }
         // The labels may wait for the config; they go in with the commit.
         await writer.commit(await labelsWanted);
-        return;
+        return kept === undefined ? undefined : Buffer.concat(kept);
       } catch (err) {
         await writer.close().catch(() => undefined);
         const retryable = isCategory(err, 'unavailable') || isCategory(err, 'deadline-exceeded') || (err instanceof Error && !('category' in err));
