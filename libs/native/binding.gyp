@@ -5,7 +5,7 @@
   "targets": [
     {
       "target_name": "berth_native",
-      "sources": ["csrc/berth_native.c", "csrc/layer.c"],
+      "sources": ["csrc/berth_native.c", "csrc/args.c", "csrc/layer.c"],
       "defines": ["NAPI_VERSION=8"],
       "cflags_c": ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "libraries": ["-lm", "-larchive", "-lzstd", "-lz"]

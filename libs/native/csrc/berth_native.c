@@ -48,6 +48,7 @@
 #include <sys/types.h>
 #include <sys/xattr.h>
 
+#include "args.h"
 #include "layer.h"
 
 /* Linux's dev_t encoding in mknod(2) holds a 12-bit major and a 20-bit minor. */
@@ -163,39 +164,6 @@ static void throw_errno(napi_env env, int err, const char *syscall, napi_value p
 
 /* ------------------------------------------------------------- arguments */
 
-static bool throw_type(napi_env env, const char *code, const char *what, const char *expected) {
-  char text[160];
-  snprintf(text, sizeof text, "The \"%s\" argument must be %s", what, expected);
-  napi_throw_type_error(env, code, text);
-  return false;
-}
-
-/* Reads a JS string argument into a malloc'd, NUL-terminated UTF-8 buffer.
- * Rejects non-strings and strings with embedded NUL bytes (TypeError). */
-static bool get_cstring(napi_env env, napi_value v, const char *what, char **out) {
-  napi_valuetype t;
-  if (napi_typeof(env, v, &t) != napi_ok) return false;
-  if (t != napi_string) return throw_type(env, "ERR_INVALID_ARG_TYPE", what, "of type string");
-  size_t len = 0;
-  if (napi_get_value_string_utf8(env, v, NULL, 0, &len) != napi_ok) return false;
-  char *buf = malloc(len + 1);
-  if (buf == NULL) {
-    napi_throw_error(env, "ENOMEM", "out of memory");
-    return false;
-  }
-  size_t copied = 0;
-  if (napi_get_value_string_utf8(env, v, buf, len + 1, &copied) != napi_ok) {
-    free(buf);
-    return false;
-  }
-  if (copied != len || memchr(buf, '\0', len) != NULL) {
-    free(buf);
-    return throw_type(env, "ERR_INVALID_ARG_VALUE", what, "a string without null bytes");
-  }
-  *out = buf;
-  return true;
-}
-
 /* argv[0] as `path` and argv[1] as `name`; on failure nothing is left allocated. */
 static bool get_path_and_name(napi_env env, napi_value *argv, char **path, char **name) {
   if (!get_cstring(env, argv[0], "path", path)) return false;
@@ -205,31 +173,6 @@ static bool get_path_and_name(napi_env env, napi_value *argv, char **path, char 
     return false;
   }
   return true;
-}
-
-/* Reads an integer argument in [0, max]. TypeError for a non-number,
- * RangeError for a fraction, NaN, negative or too large value. */
-static bool get_uint(napi_env env, napi_value v, const char *what, double max, unsigned int *out) {
-  napi_valuetype t;
-  if (napi_typeof(env, v, &t) != napi_ok) return false;
-  if (t != napi_number) return throw_type(env, "ERR_INVALID_ARG_TYPE", what, "of type number");
-  double d;
-  if (napi_get_value_double(env, v, &d) != napi_ok) return false;
-  if (!(d >= 0 && d <= max) || floor(d) != d) {
-    char text[160];
-    snprintf(text, sizeof text, "The value of \"%s\" is out of range. It must be an integer >= 0 and <= %.0f", what, max);
-    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", text);
-    return false;
-  }
-  *out = (unsigned int)d;
-  return true;
-}
-
-/* Fetches exactly `want` arguments (missing ones read as undefined and so
- * fail the type checks). */
-static bool get_args(napi_env env, napi_callback_info info, size_t want, napi_value *argv) {
-  size_t argc = want;
-  return napi_get_cb_info(env, info, &argc, argv, NULL, NULL) == napi_ok;
 }
 
 /* -------------------------------------------------------------- bindings */

@@ -57,6 +57,7 @@
 #include <zlib.h>
 #include <zstd.h>
 
+#include "args.h"
 #include "layer.h"
 
 enum { COMPRESSION_NONE = 0, COMPRESSION_GZIP = 1, COMPRESSION_ZSTD = 2 };
@@ -745,77 +746,56 @@ static void call_js(napi_env env, napi_value cb, void *context, void *data) {
   free(ev);
 }
 
-/* The JS handle was collected: the thread, if still running, stops. */
-static void handle_finalize(napi_env env, void *data, void *hint) {
-  applier *ap = data;
+/* Tells the thread to stop: it fails the apply at its next wait for input. */
+static void request_abort(applier *ap) {
   pthread_mutex_lock(&ap->lock);
   ap->aborted = true;
   pthread_cond_signal(&ap->cond);
   pthread_mutex_unlock(&ap->lock);
-  unref(ap);
 }
 
-static bool throw_type_error(napi_env env, const char *msg) {
-  napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", msg);
-  return false;
+/* The JS handle was collected: the thread, if still running, stops. */
+static void handle_finalize(napi_env env, void *data, void *hint) {
+  request_abort(data);
+  unref(data);
 }
 
 static napi_value ApplierOpen(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
   napi_value argv[4];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 4) {
-    throw_type_error(env, "applierOpen(root, compression, maxBytes, onEvent)");
-    return NULL;
-  }
-  size_t len = 0;
-  if (napi_get_value_string_utf8(env, argv[0], NULL, 0, &len) != napi_ok) {
-    throw_type_error(env, "root must be a string");
-    return NULL;
-  }
-  int32_t compression;
+  char *root = NULL;
+  unsigned int compression;
   double max_bytes;
-  napi_valuetype cb_type;
-  if (napi_get_value_int32(env, argv[1], &compression) != napi_ok || compression < 0 || compression > 2) {
-    throw_type_error(env, "compression must be 0, 1 or 2");
+  napi_valuetype t;
+  if (!get_args(env, info, 4, argv) || !get_uint(env, argv[1], "compression", 2, &compression)) return NULL;
+  if (napi_typeof(env, argv[2], &t) != napi_ok || t != napi_number || napi_get_value_double(env, argv[2], &max_bytes) != napi_ok || !(max_bytes >= 0)) {
+    throw_type(env, "ERR_INVALID_ARG_TYPE", "maxBytes", "a number >= 0");
     return NULL;
   }
-  if (napi_get_value_double(env, argv[2], &max_bytes) != napi_ok || !(max_bytes >= 0)) {
-    throw_type_error(env, "maxBytes must be a number");
+  if (napi_typeof(env, argv[3], &t) != napi_ok || t != napi_function) {
+    throw_type(env, "ERR_INVALID_ARG_TYPE", "onEvent", "a function");
     return NULL;
   }
-  if (napi_typeof(env, argv[3], &cb_type) != napi_ok || cb_type != napi_function) {
-    throw_type_error(env, "onEvent must be a function");
-    return NULL;
-  }
-  applier *ap = calloc(1, sizeof *ap);
-  char *root = malloc(len + 1);
-  if (ap == NULL || root == NULL) {
-    free(ap);
-    free(root);
-    napi_throw_error(env, "ENOMEM", "out of memory");
-    return NULL;
-  }
-  napi_get_value_string_utf8(env, argv[0], root, len + 1, &len);
-  if (strlen(root) != len) {
-    free(ap);
-    free(root);
-    napi_throw_type_error(env, "ERR_INVALID_ARG_VALUE", "root must not contain NUL bytes");
-    return NULL;
-  }
+  if (!get_cstring(env, argv[0], "root", &root)) return NULL;
   char *real = realpath(root, NULL);
   if (real == NULL) {
     int e = errno;
     char msg[600];
-    snprintf(msg, sizeof msg, "%s: %s", root, strerror(e));
-    free(ap);
+    const char *code = strerrorname_np(e);
+    snprintf(msg, sizeof msg, "%s: %s, realpath '%s'", code != NULL ? code : "EIO", strerror(e), root);
     free(root);
-    napi_throw_error(env, "ENOENT", msg);
+    napi_throw_error(env, code, msg);
     return NULL;
   }
   free(root);
+  applier *ap = calloc(1, sizeof *ap);
+  if (ap == NULL) {
+    free(real);
+    napi_throw_error(env, "ENOMEM", "out of memory");
+    return NULL;
+  }
   ap->root = real;
   ap->rootfd = -1;
-  ap->compression = compression;
+  ap->compression = (int)compression;
   ap->max_bytes = max_bytes;
   ap->refs = 2;
   pthread_mutex_init(&ap->lock, NULL);
@@ -854,7 +834,7 @@ static applier *get_handle(napi_env env, napi_value v) {
   void *p = NULL;
   napi_valuetype t;
   if (napi_typeof(env, v, &t) != napi_ok || t != napi_external || napi_get_value_external(env, v, &p) != napi_ok) {
-    throw_type_error(env, "not a layer applier");
+    throw_type(env, "ERR_INVALID_ARG_TYPE", "handle", "a layer applier");
     return NULL;
   }
   return p;
@@ -867,12 +847,8 @@ static applier *get_handle(napi_env env, napi_value v) {
  * has reported its end. An empty batch is ignored; null ends the input.
  */
 static napi_value ApplierPush(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
   napi_value argv[2], result;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2) {
-    throw_type_error(env, "applierPush(handle, chunks)");
-    return NULL;
-  }
+  if (!get_args(env, info, 2, argv)) return NULL;
   applier *ap = get_handle(env, argv[0]);
   if (ap == NULL) return NULL;
   napi_valuetype t;
@@ -885,7 +861,7 @@ static napi_value ApplierPush(napi_env env, napi_callback_info info) {
     uint32_t count = 0;
     napi_is_array(env, argv[1], &is_array);
     if (!is_array || napi_get_array_length(env, argv[1], &count) != napi_ok) {
-      throw_type_error(env, "chunks must be an array of Uint8Array, or null");
+      throw_type(env, "ERR_INVALID_ARG_TYPE", "chunks", "an array of Uint8Array, or null");
       return NULL;
     }
     iov = calloc(count > 0 ? count : 1, sizeof *iov);
@@ -902,7 +878,7 @@ static napi_value ApplierPush(napi_env env, napi_callback_info info) {
       if (napi_get_element(env, argv[1], i, &item) != napi_ok || napi_is_typedarray(env, item, &is_typed) != napi_ok || !is_typed ||
           napi_get_typedarray_info(env, item, &type, &len, &data, NULL, NULL) != napi_ok || type != napi_uint8_array) {
         free(iov);
-        throw_type_error(env, "chunks must be an array of Uint8Array, or null");
+        throw_type(env, "ERR_INVALID_ARG_TYPE", "chunks", "an array of Uint8Array, or null");
         return NULL;
       }
       if (len == 0) continue;
@@ -935,18 +911,10 @@ static napi_value ApplierPush(napi_env env, napi_callback_info info) {
 }
 
 static napi_value ApplierAbort(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
   napi_value argv[1];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1) {
-    throw_type_error(env, "applierAbort(handle)");
-    return NULL;
-  }
+  if (!get_args(env, info, 1, argv)) return NULL;
   applier *ap = get_handle(env, argv[0]);
-  if (ap == NULL) return NULL;
-  pthread_mutex_lock(&ap->lock);
-  ap->aborted = true;
-  pthread_cond_signal(&ap->cond);
-  pthread_mutex_unlock(&ap->lock);
+  if (ap != NULL) request_abort(ap);
   return NULL;
 }
 

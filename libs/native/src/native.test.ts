@@ -8,7 +8,9 @@ import { closeSync, linkSync, lstatSync, mkdirSync, openSync, mkdtempSync, readd
 import { constants } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { createHash } from 'node:crypto';
 import {
+  LayerApplier,
   OVERLAY_OPAQUE_XATTR,
   describeExit,
   diskUsage,
@@ -425,4 +427,39 @@ test('diskUsage counts blocks and inodes as du does: a hard link once, a symlink
   assert.ok(usage.bytes >= 600_000, `the shared file counts here too: ${usage.bytes}`);
   assert.deepEqual(await diskUsage(join(dir, 'no-such-tree')), { bytes: 0, inodes: 0 });
   await assert.rejects(diskUsage(join(root, 'a\0b')), TypeError);
+});
+
+test('LayerApplier: a missing root is ENOENT, a plain tar applies, and one batch waits at a time', async () => {
+  assert.throws(() => new LayerApplier('/nonexistent/berth-root', 'none', 1e9), (e: NodeJS.ErrnoException) => e.code === 'ENOENT');
+  const root = mkdtempSync('/var/tmp/berth-applier-');
+  try {
+    // One ustar entry "f" holding "hi", then the two zero blocks that end a tar.
+    const header = Buffer.alloc(512);
+    header.write('f', 0);
+    header.write('0000644\0', 100);
+    header.write('0000000\0', 108);
+    header.write('0000000\0', 116);
+    header.write('00000000002\0', 124);
+    header.write('00000000000\0', 136);
+    header.write('0', 156);
+    header.write('ustar\0', 257);
+    header.write('00', 263);
+    header.fill(' ', 148, 156);
+    const sum = header.reduce((a, b) => a + b, 0);
+    header.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148);
+    const body = Buffer.alloc(512);
+    body.write('hi');
+    const tar = Buffer.concat([header, body, Buffer.alloc(1024)]);
+    const applier = new LayerApplier(root, 'none', 1e9);
+    const first = applier.push([tar.subarray(0, 700)]);
+    await assert.rejects(applier.push([tar.subarray(700)]), /has not been taken yet/);
+    await first;
+    await applier.push([tar.subarray(700)]);
+    const { diffId, bytes } = await applier.end();
+    assert.equal(bytes, tar.length);
+    assert.equal(diffId, `sha256:${createHash('sha256').update(tar).digest('hex')}`);
+    assert.equal(readFileSync(join(root, 'f'), 'utf8'), 'hi');
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
 });

@@ -1,0 +1,16 @@
+/* Argument checks shared by the bindings: each returns false with a JS exception pending. */
+#ifndef BERTH_ARGS_H
+#define BERTH_ARGS_H
+#include <node_api.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Throws TypeError `code`: The "<what>" argument must be <expected>. */
+bool throw_type(napi_env env, const char *code, const char *what, const char *expected);
+/* A string argument as a malloc'd UTF-8 C string; TypeError for a non-string or one with NUL bytes. */
+bool get_cstring(napi_env env, napi_value v, const char *what, char **out);
+/* An integer argument in [0, max]; TypeError for a non-number, RangeError otherwise. */
+bool get_uint(napi_env env, napi_value v, const char *what, double max, unsigned int *out);
+/* Exactly `want` arguments (missing ones read as undefined and so fail the type checks). */
+bool get_args(napi_env env, napi_callback_info info, size_t want, napi_value *argv);
+#endif
