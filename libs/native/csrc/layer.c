@@ -68,6 +68,14 @@ enum { EVENT_TAKEN = 0, EVENT_DONE = 1, EVENT_FAILED = 2 };
 /* zstd frames asking for a window over 2^28 (256 MiB) are refused. */
 #define ZSTD_WINDOW_LOG_MAX 28
 
+/* The applier's end, for JS: made when the applier is, so reporting it cannot fail for want of memory. */
+typedef struct {
+  int kind;
+  char text[512];
+  double number;
+  bool content;
+} event;
+
 typedef struct {
   pthread_mutex_t lock;
   pthread_cond_t cond;
@@ -105,14 +113,8 @@ typedef struct {
   /* The last parent directory walked, kept open while nothing is removed. */
   char *cached_dir;
   int cached_fd;
+  event *final;
 } applier;
-
-typedef struct {
-  int kind;
-  char text[512];
-  double number;
-  bool content;
-} event;
 
 static void fail(applier *ap, int err, bool content, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 static void fail(applier *ap, int err, bool content, const char *fmt, ...) {
@@ -126,11 +128,17 @@ static void fail(applier *ap, int err, bool content, const char *fmt, ...) {
   va_end(args);
 }
 
-static void post(applier *ap, int kind, const char *text, double number, bool content) {
-  event *ev = calloc(1, sizeof *ev);
-  if (ev == NULL) return;
+/* Tells JS a batch was taken (no event record: NULL stands for it). */
+static void post_taken(applier *ap) {
+  napi_call_threadsafe_function(ap->tsfn, NULL, napi_tsfn_blocking);
+}
+
+/* Tells JS the applier has ended, with its result or failure; once. */
+static void post_end(applier *ap, int kind, const char *text, double number, bool content) {
+  event *ev = ap->final;
+  ap->final = NULL;
   ev->kind = kind;
-  if (text != NULL) snprintf(ev->text, sizeof ev->text, "%s", text);
+  snprintf(ev->text, sizeof ev->text, "%s", text);
   ev->number = number;
   ev->content = content;
   if (napi_call_threadsafe_function(ap->tsfn, ev, napi_tsfn_blocking) != napi_ok) free(ev);
@@ -142,6 +150,7 @@ static void unref(applier *ap) {
   pthread_mutex_unlock(&ap->lock);
   if (!last) return;
   free(ap->pending);
+  free(ap->final);
   pthread_mutex_destroy(&ap->lock);
   pthread_cond_destroy(&ap->cond);
   free(ap);
@@ -181,7 +190,7 @@ static bool next_chunk(applier *ap) {
     fail(ap, ECANCELED, false, "layer apply was cancelled");
     return false;
   }
-  if (got) post(ap, EVENT_TAKEN, NULL, 0, false);
+  if (got) post_taken(ap);
   return got;
 }
 
@@ -700,7 +709,7 @@ static void *applier_thread(void *p) {
   }
   if (!ap->failed) extract(ap);
   if (ap->failed) {
-    post(ap, EVENT_FAILED, ap->err, ap->err_errno, ap->err_content);
+    post_end(ap, EVENT_FAILED, ap->err, ap->err_errno, ap->err_content);
   } else {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int len = 0;
@@ -708,7 +717,7 @@ static void *applier_thread(void *p) {
     EVP_DigestFinal_ex(ap->hash, md, &len);
     for (unsigned int i = 0; i < len; i++) snprintf(hex + 2 * i, 3, "%02x", md[i]);
     hex[2 * len] = '\0';
-    post(ap, EVENT_DONE, hex, ap->bytes, false);
+    post_end(ap, EVENT_DONE, hex, ap->bytes, false);
   }
   if (ap->rootfd >= 0) close(ap->rootfd);
   if (ap->z_ready) inflateEnd(&ap->z);
@@ -734,8 +743,8 @@ static void call_js(napi_env env, napi_value cb, void *context, void *data) {
     napi_value argv[4], undefined;
     size_t argc = 1;
     napi_get_undefined(env, &undefined);
-    napi_create_int32(env, ev->kind, &argv[0]);
-    if (ev->kind != EVENT_TAKEN) {
+    napi_create_int32(env, ev == NULL ? EVENT_TAKEN : ev->kind, &argv[0]);
+    if (ev != NULL) {
       napi_create_string_utf8(env, ev->text, NAPI_AUTO_LENGTH, &argv[1]);
       napi_create_double(env, ev->number, &argv[2]);
       napi_get_boolean(env, ev->content, &argv[3]);
@@ -788,12 +797,16 @@ static napi_value ApplierOpen(napi_env env, napi_callback_info info) {
   }
   free(root);
   applier *ap = calloc(1, sizeof *ap);
-  if (ap == NULL) {
+  event *final = calloc(1, sizeof *final);
+  if (ap == NULL || final == NULL) {
+    free(ap);
+    free(final);
     free(real);
     napi_throw_error(env, "ENOMEM", "out of memory");
     return NULL;
   }
   ap->root = real;
+  ap->final = final;
   ap->rootfd = -1;
   ap->compression = (int)compression;
   ap->max_bytes = max_bytes;
@@ -804,6 +817,7 @@ static napi_value ApplierOpen(napi_env env, napi_callback_info info) {
   napi_create_string_utf8(env, "berth:applyLayer", NAPI_AUTO_LENGTH, &name);
   if (napi_create_threadsafe_function(env, argv[3], NULL, name, 0, 1, NULL, NULL, NULL, call_js, &ap->tsfn) != napi_ok) {
     free(ap->root);
+    free(ap->final);
     free(ap);
     napi_throw_error(env, NULL, "cannot make the layer applier's callback");
     return NULL;
@@ -817,6 +831,7 @@ static napi_value ApplierOpen(napi_env env, napi_callback_info info) {
   if (rc != 0) {
     napi_release_threadsafe_function(ap->tsfn, napi_tsfn_abort);
     free(ap->root);
+    free(ap->final);
     free(ap);
     napi_throw_error(env, NULL, "cannot start the layer applier's thread");
     return NULL;
