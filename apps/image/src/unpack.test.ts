@@ -213,6 +213,21 @@ test('corrupt, truncated and non-tar layers are refused', async () => {
   await assert.rejects(applyLayer(Readable.from([Buffer.alloc(2048, 'z')]), root, { compression: 'none', maxUncompressedBytes: 1 << 30 }), refused(/not a valid tar/));
 });
 
+test('a full disk is RESOURCE_EXHAUSTED, named by its errno, not blamed on the layer', async () => {
+  const root = join(base, String(n++));
+  mkdirSync(root);
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', root]);
+  try {
+    const tar = await tarLayer([{ type: 'file', path: '/big', content: randomBytes(1024 * 1024) }]);
+    await assert.rejects(applyLayer([tar], root, { compression: 'none', maxUncompressedBytes: 1 << 30 }), (e: Error) => {
+      const cause = (e as Error & { cause?: { code?: string; layerFault?: boolean } }).cause;
+      return isCategory(e, 'resource-exhausted') && cause?.code === 'ENOSPC' && cause.layerFault === false;
+    });
+  } finally {
+    execFileSync('umount', [root]);
+  }
+});
+
 test('a source that fails midway fails the apply with its own error, after the thread has stopped', async () => {
   const tar = await tarLayer([{ type: 'file', path: '/f', content: Buffer.alloc(2 * 1024 * 1024, 1) }]);
   const root = join(base, String(n++));

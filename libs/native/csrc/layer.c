@@ -603,7 +603,12 @@ static bool apply_entry(applier *ap, struct archive *in, struct archive *disk, s
   archive_entry_set_pathname(e, path);
   drop_overlay_xattrs(e);
 
-  if (archive_write_header(disk, e) < ARCHIVE_WARN) {
+  /*
+   * On the disk side a warning is a failure: libarchive reports a failed
+   * write(2) (a full disk), owner or xattr as ARCHIVE_WARN and goes on,
+   * which would leave a short file or a missing attribute behind.
+   */
+  if (archive_write_header(disk, e) != ARCHIVE_OK) {
     archive_failed(ap, disk, rel);
     return false;
   }
@@ -613,7 +618,7 @@ static bool apply_entry(applier *ap, struct archive *in, struct archive *disk, s
     la_int64_t offset;
     int r;
     while ((r = archive_read_data_block(in, &block, &size, &offset)) == ARCHIVE_OK) {
-      if (archive_write_data_block(disk, block, size, offset) < ARCHIVE_WARN) {
+      if (archive_write_data_block(disk, block, size, offset) != ARCHIVE_OK) {
         archive_failed(ap, disk, rel);
         return false;
       }
@@ -623,7 +628,7 @@ static bool apply_entry(applier *ap, struct archive *in, struct archive *disk, s
       return false;
     }
   }
-  if (archive_write_finish_entry(disk) < ARCHIVE_WARN) {
+  if (archive_write_finish_entry(disk) != ARCHIVE_OK) {
     archive_failed(ap, disk, rel);
     return false;
   }
