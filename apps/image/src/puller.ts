@@ -351,10 +351,9 @@ export class Puller {
     { progress, streamed, keep = false }: { progress?: (bytes: number) => void; streamed?: StreamedUnpack; keep?: boolean } = {},
   ): Promise<Buffer | undefined> {
     const { store } = this.options;
-    // A new blob is the common case: the ingest's open says when it is already there.
-    let lookFirst = false;
     for (let attempt = 0; ; attempt++) {
-      if (lookFirst) {
+      // A new blob is the common case: the first ingest open says when it is already there.
+      if (attempt > 0) {
         try {
           const info = await store.content.info(desc.digest);
           if (info.size !== desc.size) throw new FailedPreconditionError(`blob ${desc.digest} is ${info.size} bytes in the store, the manifest says ${desc.size}`);
@@ -366,7 +365,6 @@ export class Puller {
           if (!isCategory(err, 'not-found')) throw err;
         }
       }
-      lookFirst = true;
       let writer;
       try {
         writer = await store.content.writer({ ref: `pull-${desc.digest}`, expectedDigest: desc.digest, expectedSize: desc.size, leaseId });

@@ -1,5 +1,5 @@
 import { FailedPreconditionError, InternalError, ResourceExhaustedError } from '@berth/errors';
-import { applyLayerChunks, LayerApplier, type LayerApplyError } from '@berth/native';
+import { applyLayerChunks, LayerApplier, type LayerApplyError, type LayerApplyResult } from '@berth/native';
 import type { LayerCompression } from '@berth/spec';
 
 export interface ApplyOptions {
@@ -8,11 +8,8 @@ export interface ApplyOptions {
   maxUncompressedBytes: number;
 }
 
-export interface ApplyResult {
-  /** sha256 of the uncompressed tar: must equal the config's diff_id. */
-  diffId: string;
-  uncompressedBytes: number;
-}
+/** The diff ID (sha256 of the uncompressed tar: must equal the config's diff_id) and the uncompressed size. */
+export type ApplyResult = LayerApplyResult;
 
 /**
  * Applies one layer (an OCI changeset tar, compressed or not) to `root`, the
@@ -30,8 +27,7 @@ export interface ApplyResult {
  */
 export async function applyLayer(blob: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, root: string, options: ApplyOptions): Promise<ApplyResult> {
   try {
-    const { diffId, bytes } = await applyLayerChunks(blob, root, options.compression, options.maxUncompressedBytes);
-    return { diffId, uncompressedBytes: bytes };
+    return await applyLayerChunks(blob, root, options.compression, options.maxUncompressedBytes);
   } catch (err) {
     throw applyError(err);
   }
@@ -113,8 +109,7 @@ export class StreamedUnpack {
       return undefined;
     }
     try {
-      const { diffId, bytes } = await applier.end();
-      return { key, result: { diffId, uncompressedBytes: bytes } };
+      return { key, result: await applier.end() };
     } catch (err) {
       await this.discard();
       throw applyError(err);

@@ -49,6 +49,7 @@
 #include <sys/xattr.h>
 
 #include "args.h"
+#include "errors.h"
 #include "layer.h"
 
 /* Linux's dev_t encoding in mknod(2) holds a 12-bit major and a 20-bit minor. */
@@ -110,25 +111,33 @@ static const struct {
   {EDQUOT, "EDQUOT", "disk quota exceeded"},
 };
 
+/* The errno's name as Node gives it ("ENOENT") and its message in libuv's wording. */
+static void describe_errno(int err, const char **code, const char **msg) {
+  for (size_t i = 0; i < sizeof errno_table / sizeof errno_table[0]; i++) {
+    if (errno_table[i].err == err) {
+      *code = errno_table[i].code;
+      *msg = errno_table[i].msg;
+      return;
+    }
+  }
+  *code = strerrorname_np(err); /* glibc >= 2.32; NULL when unknown */
+  *msg = strerrordesc_np(err);
+  if (*code == NULL) *code = "UNKNOWN";
+  if (*msg == NULL) *msg = "unknown error";
+}
+
+const char *errno_code(int err) {
+  const char *code, *msg;
+  describe_errno(err, &code, &msg);
+  return code;
+}
+
 /* Makes a Node-style system error (NULL with an exception pending, or none,
  * when even that fails). path_value is the caller's JS string. */
 static napi_value errno_error(napi_env env, int err, const char *syscall, napi_value path_value,
                               const char *path) {
-  const char *code = NULL;
-  const char *msg = NULL;
-  for (size_t i = 0; i < sizeof errno_table / sizeof errno_table[0]; i++) {
-    if (errno_table[i].err == err) {
-      code = errno_table[i].code;
-      msg = errno_table[i].msg;
-      break;
-    }
-  }
-  if (code == NULL) {
-    code = strerrorname_np(err); /* glibc >= 2.32; NULL when unknown */
-    msg = strerrordesc_np(err);
-    if (code == NULL) code = "UNKNOWN";
-    if (msg == NULL) msg = "unknown error";
-  }
+  const char *code, *msg;
+  describe_errno(err, &code, &msg);
 
   /* "<CODE>: <msg>, <syscall> '<path>'" */
   size_t len = strlen(code) + strlen(msg) + strlen(syscall) + strlen(path) + 16;
@@ -150,7 +159,7 @@ static napi_value errno_error(napi_env env, int err, const char *syscall, napi_v
 }
 
 /* Throws a Node-style system error. */
-static void throw_errno(napi_env env, int err, const char *syscall, napi_value path_value,
+void throw_errno(napi_env env, int err, const char *syscall, napi_value path_value,
                         const char *path) {
   napi_value error = errno_error(env, err, syscall, path_value, path);
   if (error != NULL) {

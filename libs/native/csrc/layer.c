@@ -26,7 +26,8 @@
  *   applierAbort(handle)
  *   onEvent(0)                          the pushed batch was taken (the one before is done with)
  *   onEvent(1, diffIdHex, bytes)        the layer is applied
- *   onEvent(2, message, errno, content) it failed (content: the layer's fault)
+ *   onEvent(2, message, 0, content, code) it failed (content: the layer's fault;
+ *                                       code: the errno's name, when the node failed)
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -58,6 +59,7 @@
 #include <zstd.h>
 
 #include "args.h"
+#include "errors.h"
 #include "layer.h"
 
 enum { COMPRESSION_NONE = 0, COMPRESSION_GZIP = 1, COMPRESSION_ZSTD = 2 };
@@ -72,8 +74,9 @@ enum { EVENT_TAKEN = 0, EVENT_DONE = 1, EVENT_FAILED = 2 };
 typedef struct {
   int kind;
   char text[512];
-  double number;
+  double bytes;
   bool content;
+  const char *code; /* the errno's name, for a failure the node caused; NULL otherwise */
 } event;
 
 typedef struct {
@@ -134,13 +137,14 @@ static void post_taken(applier *ap) {
 }
 
 /* Tells JS the applier has ended, with its result or failure; once. */
-static void post_end(applier *ap, int kind, const char *text, double number, bool content) {
+static void post_end(applier *ap, int kind, const char *text, double bytes, int err, bool content) {
   event *ev = ap->final;
   ap->final = NULL;
   ev->kind = kind;
   snprintf(ev->text, sizeof ev->text, "%s", text);
-  ev->number = number;
+  ev->bytes = bytes;
   ev->content = content;
+  ev->code = err != 0 ? errno_code(err) : NULL;
   if (napi_call_threadsafe_function(ap->tsfn, ev, napi_tsfn_blocking) != napi_ok) free(ev);
 }
 
@@ -714,7 +718,7 @@ static void *applier_thread(void *p) {
   }
   if (!ap->failed) extract(ap);
   if (ap->failed) {
-    post_end(ap, EVENT_FAILED, ap->err, ap->err_errno, ap->err_content);
+    post_end(ap, EVENT_FAILED, ap->err, 0, ap->err_errno, ap->err_content);
   } else {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int len = 0;
@@ -722,7 +726,7 @@ static void *applier_thread(void *p) {
     EVP_DigestFinal_ex(ap->hash, md, &len);
     for (unsigned int i = 0; i < len; i++) snprintf(hex + 2 * i, 3, "%02x", md[i]);
     hex[2 * len] = '\0';
-    post_end(ap, EVENT_DONE, hex, ap->bytes, false);
+    post_end(ap, EVENT_DONE, hex, ap->bytes, 0, false);
   }
   if (ap->rootfd >= 0) close(ap->rootfd);
   if (ap->z_ready) inflateEnd(&ap->z);
@@ -745,15 +749,17 @@ static void *applier_thread(void *p) {
 static void call_js(napi_env env, napi_value cb, void *context, void *data) {
   event *ev = data;
   if (env != NULL && cb != NULL) {
-    napi_value argv[4], undefined;
+    napi_value argv[5], undefined;
     size_t argc = 1;
     napi_get_undefined(env, &undefined);
     napi_create_int32(env, ev == NULL ? EVENT_TAKEN : ev->kind, &argv[0]);
     if (ev != NULL) {
       napi_create_string_utf8(env, ev->text, NAPI_AUTO_LENGTH, &argv[1]);
-      napi_create_double(env, ev->number, &argv[2]);
+      napi_create_double(env, ev->bytes, &argv[2]);
       napi_get_boolean(env, ev->content, &argv[3]);
-      argc = 4;
+      if (ev->code != NULL) napi_create_string_utf8(env, ev->code, NAPI_AUTO_LENGTH, &argv[4]);
+      else argv[4] = undefined;
+      argc = 5;
     }
     napi_call_function(env, undefined, cb, argc, argv, NULL);
   }
@@ -792,12 +798,8 @@ static napi_value ApplierOpen(napi_env env, napi_callback_info info) {
   if (!get_cstring(env, argv[0], "root", &root)) return NULL;
   char *real = realpath(root, NULL);
   if (real == NULL) {
-    int e = errno;
-    char msg[600];
-    const char *code = strerrorname_np(e);
-    snprintf(msg, sizeof msg, "%s: %s, realpath '%s'", code != NULL ? code : "EIO", strerror(e), root);
+    throw_errno(env, errno, "realpath", argv[0], root);
     free(root);
-    napi_throw_error(env, code, msg);
     return NULL;
   }
   free(root);

@@ -45,7 +45,7 @@ interface Binding {
   pipe(): [number, number];
   signalProcess(pid: number, start: string, signal: number): boolean;
   spawn(file: string, args: string[], env: string[] | null, fds: number[], newSession: boolean, onExit: (code: number | null, signal: number | null) => void): number;
-  applierOpen(root: string, compression: number, maxBytes: number, onEvent: (kind: number, text?: string, num?: number, layerFault?: boolean) => void): object;
+  applierOpen(root: string, compression: number, maxBytes: number, onEvent: (kind: number, text?: string, bytes?: number, layerFault?: boolean, code?: string) => void): object;
   applierPush(handle: object, chunks: Uint8Array[] | null): boolean;
   applierAbort(handle: object): void;
   S_IFCHR: number;
@@ -274,6 +274,12 @@ export async function diskUsage(root: string): Promise<{ bytes: number; inodes: 
 
 export type LayerCompression = 'none' | 'gzip' | 'zstd';
 
+/** An applied layer: its diff ID (sha256 of the uncompressed tar) and uncompressed size. */
+export interface LayerApplyResult {
+  diffId: string;
+  uncompressedBytes: number;
+}
+
 /** A layer that could not be applied: `layerFault` says the layer's content is to blame (hostile or corrupt), not the node. */
 export interface LayerApplyError extends Error {
   layerFault: boolean;
@@ -285,8 +291,8 @@ export interface LayerApplyError extends Error {
  * Applies an image layer (a tar, compressed or not) to `root`, natively: the
  * bytes pushed are handed to a thread of the applier's own (csrc/layer.c),
  * which decompresses (zlib, libzstd), hashes and extracts them with
- * libarchive while JS reads the next ones. {@link done} gives the diff ID
- * (sha256 of the uncompressed tar) and the uncompressed size.
+ * libarchive while JS reads the next ones. {@link done} gives the
+ * {@link LayerApplyResult}.
  *
  * Entries that climb out of the root or go through a symlink, hard links to
  * anything but a non-directory of this layer, and a layer past `maxBytes`
@@ -297,7 +303,7 @@ export interface LayerApplyError extends Error {
  */
 export class LayerApplier {
   /** Settles once the thread has stopped: the result, or a {@link LayerApplyError}. */
-  readonly done: Promise<{ diffId: string; bytes: number }>;
+  readonly done: Promise<LayerApplyResult>;
   private readonly handle: object;
   /** The batches the thread may still read: the one it is applying and the one waiting. */
   private held: Uint8Array[][] = [];
@@ -305,25 +311,24 @@ export class LayerApplier {
   private finished = false;
 
   constructor(root: string, compression: LayerCompression, maxBytes: number) {
-    let resolveDone!: (r: { diffId: string; bytes: number }) => void;
+    let resolveDone!: (r: LayerApplyResult) => void;
     let rejectDone!: (e: Error) => void;
     this.done = new Promise((resolve, reject) => {
       resolveDone = resolve;
       rejectDone = reject;
     });
     this.done.catch(() => undefined);
-    this.handle = binding.applierOpen(root, compression === 'gzip' ? 1 : compression === 'zstd' ? 2 : 0, maxBytes, (kind, text, num, layerFault) => {
+    this.handle = binding.applierOpen(root, compression === 'gzip' ? 1 : compression === 'zstd' ? 2 : 0, maxBytes, (kind, text, bytes, layerFault, code) => {
       if (kind === 0) {
         // The newest batch was taken: the ones before it are done with.
         this.held = this.held.slice(-1);
       } else {
         this.finished = true;
         this.held = [];
-        if (kind === 1) resolveDone({ diffId: `sha256:${text}`, bytes: num! });
+        if (kind === 1) resolveDone({ diffId: `sha256:${text}`, uncompressedBytes: bytes! });
         else {
           const err = new Error(text) as LayerApplyError;
           err.layerFault = layerFault === true;
-          const code = num ? errnoNames.get(num) : undefined;
           if (code !== undefined) err.code = code;
           rejectDone(err);
         }
@@ -349,7 +354,7 @@ export class LayerApplier {
   }
 
   /** Ends the input and waits for the result. */
-  end(): Promise<{ diffId: string; bytes: number }> {
+  end(): Promise<LayerApplyResult> {
     if (!this.finished) binding.applierPush(this.handle, null);
     return this.done;
   }
@@ -361,10 +366,8 @@ export class LayerApplier {
   }
 }
 
-const errnoNames = new Map<number, string>(Object.entries(constants.errno).map(([name, n]) => [n, name]));
-
 /** Applies a layer from a source of chunks with a {@link LayerApplier}; when the source fails, its error is thrown once the thread has stopped. */
-export async function applyLayerChunks(chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, root: string, compression: LayerCompression, maxBytes: number): Promise<{ diffId: string; bytes: number }> {
+export async function applyLayerChunks(chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, root: string, compression: LayerCompression, maxBytes: number): Promise<LayerApplyResult> {
   const applier = new LayerApplier(root, compression, maxBytes);
   try {
     for await (const chunk of chunks) {

@@ -455,8 +455,8 @@ test('LayerApplier: a missing root is ENOENT, a plain tar applies, and one batch
     await assert.rejects(applier.push([tar.subarray(700)]), /has not been taken yet/);
     await first;
     await applier.push([tar.subarray(700)]);
-    const { diffId, bytes } = await applier.end();
-    assert.equal(bytes, tar.length);
+    const { diffId, uncompressedBytes } = await applier.end();
+    assert.equal(uncompressedBytes, tar.length);
     assert.equal(diffId, `sha256:${createHash('sha256').update(tar).digest('hex')}`);
     assert.equal(readFileSync(join(root, 'f'), 'utf8'), 'hi');
   } finally {
