@@ -5,10 +5,10 @@
   "targets": [
     {
       "target_name": "berth_native",
-      "sources": ["csrc/berth_native.c", "csrc/args.c", "csrc/layer.c"],
+      "sources": ["csrc/berth_native.c", "csrc/args.c", "csrc/layer.c", "csrc/hpack.c"],
       "defines": ["NAPI_VERSION=8"],
       "cflags_c": ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
-      "libraries": ["-lm", "-larchive", "-lzstd", "-lz"]
+      "libraries": ["-lm", "-larchive", "-lzstd", "-lz", "-lnghttp2"]
     }
   ]
 }

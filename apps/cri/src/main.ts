@@ -13,7 +13,7 @@ await runDaemon({
     const view = new RuntimeView(backends);
     ctx.onShutdown(() => view.close());
     const services = createCriServices({ backends, view, config: ctx.config, logger: ctx.logger, version: ctx.version });
-    await serveGrpc(ctx, ctx.config.socket, services, { mode: 0o660, gid: ctx.config.socketGid });
+    await serveGrpc(ctx, ctx.config.socket, services, { mode: 0o660, gid: ctx.config.socketGid, acceptPathAuthority: true });
     return async () => ({});
   },
 });

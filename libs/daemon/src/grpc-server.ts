@@ -15,10 +15,11 @@ export interface ServiceBinding {
 export async function serveGrpc(ctx: DaemonContext, path: string, services: ServiceBinding[], options: UnixListenOptions = {}): Promise<Server> {
   const server = createGrpcServer();
   for (const s of services) server.addService(s.definition as never, s.implementation);
-  await bindUnixSocket(server, path, options);
+  const listener = await bindUnixSocket(server, path, options);
   ctx.onShutdown(
     () =>
       new Promise<void>((resolve) => {
+        listener.close();
         const timer = setTimeout(() => {
           server.forceShutdown();
           resolve();

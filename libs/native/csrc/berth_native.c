@@ -51,6 +51,7 @@
 #include "args.h"
 #include "errors.h"
 #include "layer.h"
+#include "hpack.h"
 
 /* Linux's dev_t encoding in mknod(2) holds a 12-bit major and a 20-bit minor. */
 #define MAX_MAJOR 0xfffu
@@ -1033,7 +1034,8 @@ NAPI_MODULE_INIT() {
       !set_int(env, exports, "S_IFCHR", S_IFCHR) ||
       !set_int(env, exports, "S_IFBLK", S_IFBLK) ||
       !set_int(env, exports, "S_IFIFO", S_IFIFO) ||
-      !layer_register(env, exports)) {
+      !layer_register(env, exports) ||
+      !hpack_register(env, exports)) {
     return NULL;
   }
   return exports;

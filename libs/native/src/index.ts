@@ -48,6 +48,8 @@ interface Binding {
   applierOpen(root: string, compression: number, maxBytes: number, onEvent: (kind: number, text?: string, bytes?: number, layerFault?: boolean, code?: string) => void): object;
   applierPush(handle: object, chunks: Uint8Array[] | null): boolean;
   applierAbort(handle: object): void;
+  authorityRewriterOpen(replacement: string): object;
+  authorityRewrite(handle: object, block: Uint8Array): [Buffer, boolean];
   S_IFCHR: number;
   S_IFBLK: number;
   S_IFIFO: number;
@@ -570,4 +572,33 @@ export function signalProcess(pid: number, start: string, signal: NodeJS.Signals
   const n = constants.signals[signal];
   if (n === undefined) throw new TypeError(`unknown signal ${signal}`);
   return binding.signalProcess(pid, start, n);
+}
+
+/**
+ * Re-encodes the HTTP/2 header blocks one client sends, replacing an
+ * `:authority` that Node's HTTP/2 server (nghttp2) would refuse, such as the
+ * socket path gRPC-Go sends on a unix socket, with `replacement`. It holds
+ * the HPACK states of one connection (the client's, decoded, and its own,
+ * encoded), so it must see every header block of that connection, in order,
+ * and the server must see only what it returns. Every other field, its
+ * order and its never-index flag are kept.
+ */
+export class AuthorityRewriter {
+  private readonly handle: object;
+
+  constructor(replacement: string) {
+    this.handle = binding.authorityRewriterOpen(replacement);
+  }
+
+  /**
+   * One whole header block (a HEADERS fragment with its CONTINUATIONs, no
+   * padding or priority) encoded again, and whether its authority was
+   * replaced. Throws an Error with code 'EPROTO' for a block that does not
+   * decode or decodes to more than 256 KiB or 1024 fields; the connection
+   * cannot go on after that.
+   */
+  rewrite(block: Uint8Array): { block: Buffer; replaced: boolean } {
+    const [encoded, replaced] = binding.authorityRewrite(this.handle, block);
+    return { block: encoded, replaced };
+  }
 }

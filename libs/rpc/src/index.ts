@@ -3,7 +3,7 @@ export type { BidiStreamHandler, CallContext, Handlers, ServeOptions, ServerStre
 export { createClient } from './client.js';
 export type { BidiCall, CallOpts, ClientOpts, PromiseClient } from './client.js';
 export { bindUnixSocket, claimSocketPath, socketIsLive } from './unix-socket.js';
-export type { UnixListenOptions } from './unix-socket.js';
+export type { UnixListener, UnixListenOptions } from './unix-socket.js';
 export { metadataGetter, metadataSetter } from './trace-metadata.js';
 export type { BidiStreamMethods, MethodDefinition, RequestOf, ResponseOf, ServerStreamMethods, ServiceDefinition, UnaryMethods } from './types.js';
 export { bulkChannelOptions, createGrpcServer, flowControlWindow } from './server-factory.js';

@@ -16,29 +16,39 @@ const maxFrameSize = 16_777_215;
  */
 export function createGrpcServer(options: ServerOptions = {}): Server {
   const server = new Server({ 'grpc.max_receive_message_length': 16 * 1024 * 1024, ...options });
-  const internals = server as unknown as { commonServerOptions?: { settings?: Record<string, unknown> }; http2Servers?: Map<Http2Server, unknown> };
+  const internals = server as unknown as { commonServerOptions?: { settings?: Record<string, unknown> } };
   if (internals.commonServerOptions !== undefined) {
     internals.commonServerOptions.settings = { ...internals.commonServerOptions.settings, initialWindowSize: flowControlWindow, maxFrameSize: maxFrameSize };
   }
   const originalBind = server.bindAsync.bind(server);
   server.bindAsync = (port, creds, callback) =>
     originalBind(port, creds, (err, boundPort) => {
-      for (const http2Server of internals.http2Servers?.keys() ?? []) {
-        if ((http2Server as unknown as { berthTuned?: boolean }).berthTuned) continue;
-        (http2Server as unknown as { berthTuned?: boolean }).berthTuned = true;
-        http2Server.on('session', (session: ServerHttp2Session) => {
-          session.once('localSettings', () => {
-            try {
-              session.setLocalWindowSize(flowControlWindow);
-            } catch {
-              // the session closed first
-            }
-          });
-        });
-      }
+      tuneHttp2Sessions(server);
       callback(err, boundPort);
     });
   return server;
+}
+
+/**
+ * Gives every session of `server`'s HTTP/2 servers (its listeners and
+ * connection injectors) the 16 MiB connection window; call it after a
+ * listener or injector is added. Servers already tuned are left alone.
+ */
+export function tuneHttp2Sessions(server: Server): void {
+  const internals = server as unknown as { http2Servers?: Map<Http2Server, unknown> };
+  for (const http2Server of internals.http2Servers?.keys() ?? []) {
+    if ((http2Server as unknown as { berthTuned?: boolean }).berthTuned) continue;
+    (http2Server as unknown as { berthTuned?: boolean }).berthTuned = true;
+    http2Server.on('session', (session: ServerHttp2Session) => {
+      session.once('localSettings', () => {
+        try {
+          session.setLocalWindowSize(flowControlWindow);
+        } catch {
+          // the session closed first
+        }
+      });
+    });
+  }
 }
 
 /** Client channel options matching the server's windows. */

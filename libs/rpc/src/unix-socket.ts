@@ -1,8 +1,10 @@
 import { chown, chmod, lstat, mkdir, unlink } from 'node:fs/promises';
-import { connect } from 'node:net';
+import { connect, createServer, type Server as NetServer } from 'node:net';
 import { dirname } from 'node:path';
 import { ServerCredentials, type Server } from '@grpc/grpc-js';
 import { FailedPreconditionError, wrap } from '@berth/errors';
+import { routeConnection } from './authority-relay.js';
+import { tuneHttp2Sessions } from './server-factory.js';
 
 /** True when something accepts connections on the unix socket at `path`. */
 export function socketIsLive(path: string, timeoutMs = 1000): Promise<boolean> {
@@ -43,17 +45,28 @@ export interface UnixListenOptions {
   mode?: number;
   /** Group owner of the socket (the owner is always the running user). */
   gid?: number;
+  /**
+   * Serve gRPC-Go clients that send the socket path as `:authority` (the
+   * kubelet up to 1.30, crictl): connections are routed as
+   * authority-relay.ts describes. For sockets such clients dial; Berth's own
+   * internal sockets need not.
+   */
+  acceptPathAuthority?: boolean;
+}
+
+/** A socket being served; {@link close} stops accepting (the gRPC server's shutdown ends the connections). */
+export interface UnixListener {
+  close(): void;
 }
 
 /** Binds a grpc-js server to a unix socket after claiming the path, with the socket's mode set before anyone can connect. */
-export async function bindUnixSocket(server: Server, path: string, options: UnixListenOptions = {}): Promise<void> {
+export async function bindUnixSocket(server: Server, path: string, options: UnixListenOptions = {}): Promise<UnixListener> {
   await claimSocketPath(path);
   const mode = options.mode ?? 0o600;
   const previous = process.umask(0o777 & ~mode);
+  let listener: UnixListener;
   try {
-    await new Promise<number>((resolve, reject) => {
-      server.bindAsync(`unix://${path}`, ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port)));
-    });
+    listener = options.acceptPathAuthority ? await listenRouted(server, path) : await listenDirect(server, path);
   } catch (err) {
     throw wrap(err, `listen on ${path}`);
   } finally {
@@ -61,4 +74,26 @@ export async function bindUnixSocket(server: Server, path: string, options: Unix
   }
   await chmod(path, mode);
   if (options.gid !== undefined) await chown(path, process.getuid?.() ?? 0, options.gid);
+  return listener;
+}
+
+async function listenDirect(server: Server, path: string): Promise<UnixListener> {
+  await new Promise<number>((resolve, reject) => {
+    server.bindAsync(`unix://${path}`, ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port)));
+  });
+  return { close: () => undefined };
+}
+
+async function listenRouted(server: Server, path: string): Promise<UnixListener> {
+  const injector = server.createConnectionInjector(ServerCredentials.createInsecure());
+  tuneHttp2Sessions(server);
+  const listener: NetServer = createServer((socket) => routeConnection(socket, injector));
+  await new Promise<void>((resolve, reject) => {
+    listener.once('error', reject);
+    listener.listen(path, () => {
+      listener.off('error', reject);
+      resolve();
+    });
+  });
+  return { close: () => listener.close() };
 }
