@@ -2,7 +2,7 @@
 // runc and conmon, CNI networking, logs, ExecSync, and an executor restart.
 import { strict as assert } from 'node:assert';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { networkInterfaces } from 'node:os';
+import { hostname, networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -641,5 +641,73 @@ describe('bad requests', () => {
     } finally {
       await stack.cri.runtime.removePodSandbox({ podSandboxId: podId });
     }
+  });
+});
+
+describe('what the conformance suite asks of hostnames, capabilities and users', () => {
+  const capLines = (status: string) => status.split('\n').filter((l) => /^Cap(Bnd|Eff):/.test(l));
+
+  test("a pod without a hostname gets the node's, whatever its metadata name", async () => {
+    // containerd gives a pod whose config has no hostname the node's (critest names its pods with capitals, past 64 characters).
+    const name = `Create-PodSandbox-for-container-${'0123456789'.repeat(4)}`;
+    const config = podConfig(name, { hostname: '' });
+    const podId = (await stack.cri.runtime.runPodSandbox({ config, runtimeHandler: '' })).podSandboxId;
+    try {
+      const id = (await stack.cri.runtime.createContainer({ podSandboxId: podId, config: containerConfig('host-name', ['/bin/sleep', '1000']), sandboxConfig: config })).containerId;
+      await stack.cri.runtime.startContainer({ containerId: id });
+      const seen = await stack.cri.runtime.execSync({ containerId: id, cmd: ['/bin/sh', '-c', 'hostname; cat /etc/hostname; echo "$HOSTNAME"'], timeout: 10n });
+      assert.equal(text(seen.stdout), `${hostname()}\n`.repeat(3), text(seen.stderr));
+    } finally {
+      await stack.cri.runtime.removePodSandbox({ podSandboxId: podId });
+    }
+  });
+
+  test("a privileged container and one that adds ALL run with the runtime's bounding set", async () => {
+    // containerd grants a privileged container, and ALL, the capabilities the runtime itself holds (cap.Current), not every one the kernel knows.
+    const runtimeCaps = /^CapBnd:\s*(\S+)$/m.exec(readFileSync(`/proc/${stack.pid('executor')}/status`, 'utf8'))?.[1];
+    assert.ok(runtimeCaps, "the executor's bounding set");
+    const config = podConfig('caps');
+    const podId = (await stack.cri.runtime.runPodSandbox({ config, runtimeHandler: '' })).podSandboxId;
+    try {
+      const cases = {
+        privileged: criV1.LinuxContainerConfig.fromPartial({ securityContext: { privileged: true } }),
+        'add-all': criV1.LinuxContainerConfig.fromPartial({ securityContext: { capabilities: { addCapabilities: ['ALL'] } } }),
+      };
+      for (const [name, linux] of Object.entries(cases)) {
+        const cfg = containerConfig(name, ['/bin/sh', '-c', 'grep -E "^Cap(Bnd|Eff):" /proc/self/status; exec sleep 1000'], { linux });
+        const id = (await stack.cri.runtime.createContainer({ podSandboxId: podId, config: cfg, sandboxConfig: config })).containerId;
+        await stack.cri.runtime.startContainer({ containerId: id });
+        const status = (await stack.cri.runtime.containerStatus({ containerId: id, verbose: false })).status!;
+        assert.equal(status.state, criV1.ContainerState.CONTAINER_RUNNING, name);
+        const log = await waitFor(`${name}'s capabilities in its log`, async () => {
+          const lines = existsSync(status.logPath) ? capLines(readFileSync(status.logPath, 'utf8').replace(/^\S+ stdout F /gm, '')) : [];
+          return lines.length === 2 ? lines : undefined;
+        });
+        assert.deepEqual(log.map((l) => l.split(':')[1]?.trim()), [runtimeCaps, runtimeCaps], name);
+      }
+    } finally {
+      await stack.cri.runtime.removePodSandbox({ podSandboxId: podId });
+    }
+  });
+
+  test('run_as_group without run_as_user is refused, in a container and in a sandbox', async () => {
+    // containerd (util.GenerateUserString) and CRI-O refuse a container's group without a user; containerd a sandbox's too.
+    const config = podConfig('run-as');
+    const podId = (await stack.cri.runtime.runPodSandbox({ config, runtimeHandler: '' })).podSandboxId;
+    try {
+      const groupOnly = containerConfig('group-only', ['true'], { linux: criV1.LinuxContainerConfig.fromPartial({ securityContext: { runAsGroup: { value: 1002n } } }) });
+      await assert.rejects(stack.cri.runtime.createContainer({ podSandboxId: podId, config: groupOnly, sandboxConfig: config }), category('invalid-argument'));
+      assert.equal((await stack.cri.runtime.listContainers({ filter: undefined })).containers.length, 0, 'no container record');
+      const both = containerConfig('user-and-group', ['/bin/sh', '-c', 'echo "$(id -u):$(id -g)"'], { linux: criV1.LinuxContainerConfig.fromPartial({ securityContext: { runAsUser: { value: 1001n }, runAsGroup: { value: 1002n } } }) });
+      const id = (await stack.cri.runtime.createContainer({ podSandboxId: podId, config: both, sandboxConfig: config })).containerId;
+      await stack.cri.runtime.startContainer({ containerId: id });
+      const s = await exited(id);
+      await waitFor('the user and group in the log', async () => (/ stdout F 1001:1002$/m.test(existsSync(s.logPath) ? readFileSync(s.logPath, 'utf8') : '') ? true : undefined));
+    } finally {
+      await stack.cri.runtime.removePodSandbox({ podSandboxId: podId });
+    }
+    const podGroupOnly = podConfig('run-as-pod', { linux: criV1.LinuxPodSandboxConfig.fromPartial({ securityContext: { runAsGroup: { value: 1002n } } }) });
+    await assert.rejects(stack.cri.runtime.runPodSandbox({ config: podGroupOnly, runtimeHandler: '' }), category('invalid-argument'));
+    assert.deepEqual((await stack.cri.runtime.listPodSandbox({ filter: { id: '', state: undefined, labelSelector: { pod: 'run-as-pod' } } })).items, []);
   });
 });

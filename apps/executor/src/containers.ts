@@ -17,7 +17,7 @@ import type { ContainerRecord, PodRecord } from './records.js';
 import { signalProcess, unmount } from '@berth/native';
 import { mountRootfs, unmountRootfs } from './rootfs.js';
 import { processStart, stillRunning } from './runtime.js';
-import { resolveInRoot, resolveUser } from './user.js';
+import { resolveInRoot, resolveUser, runAsOf } from './user.js';
 
 const propagationOption = ['rprivate', 'rslave', 'rshared'];
 /** Per stream: stdout and stderr together stay under the 16 MiB message limit of the kubelet's CRI client. */
@@ -99,6 +99,7 @@ export class Containers {
     const image = await inSpan('container: resolve image', () => this.ctx.images.resolve(config.image?.image ?? ''));
     const linux = config.linux;
     const sc = linux?.securityContext;
+    const runAs = runAsOf(sc);
     let logPath = '';
     if (config.logPath !== '') {
       if (pod.logDirectory === '') throw new InvalidArgumentError('log_path is set but the pod has no log_directory');
@@ -118,9 +119,7 @@ export class Containers {
       undo.push(() => unmountRootfs(this.ctx, snapshotKey, rootfs));
       const imageConfig = image.config.config ?? {};
       const user = await resolveUser(rootfs, {
-        ...(sc?.runAsUser !== undefined ? { uid: Number(sc.runAsUser.value) } : {}),
-        ...(sc?.runAsUsername ? { username: sc.runAsUsername } : {}),
-        ...(sc?.runAsGroup !== undefined ? { gid: Number(sc.runAsGroup.value) } : {}),
+        ...runAs,
         imageUser: imageConfig.User ?? '',
         extraGids: (sc?.supplementalGroups ?? []).map(Number),
       });
@@ -196,7 +195,7 @@ export class Containers {
       }
       const devices = await Promise.all(config.devices.map(deviceSpec));
       const privileged = sc?.privileged ?? false;
-      const caps = capabilities(sc?.capabilities?.addCapabilities ?? [], sc?.capabilities?.dropCapabilities ?? [], privileged);
+      const caps = capabilities(sc?.capabilities?.addCapabilities ?? [], sc?.capabilities?.dropCapabilities ?? [], privileged, this.ctx.allCapabilities);
       const spec = buildSpec({
         args,
         env,

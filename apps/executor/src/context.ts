@@ -26,6 +26,8 @@ export interface ExecutorContext {
   minOomScoreAdj: number;
   /** Whether the kernel has AppArmor enabled. */
   hostHasAppArmor: boolean;
+  /** The capabilities in this process's bounding set: what a privileged container, or one that adds `ALL`, gets. */
+  allCapabilities: readonly string[];
   store: Store;
   images: ImageResolver;
   pods: RecordStore<PodRecord>;

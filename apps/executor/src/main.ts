@@ -15,6 +15,7 @@ import { Containers } from './containers.js';
 import type { ExecutorContext } from './context.js';
 import { ImageResolver } from './images.js';
 import { KeyedLock } from './keyed.js';
+import { boundingCapabilities } from './oci-spec.js';
 import { Pods } from './pods.js';
 import { CgroupReader, Stats } from './stats.js';
 import { RecordStore, type ContainerRecord, type PodRecord } from './records.js';
@@ -61,6 +62,7 @@ await runDaemon({
           return false;
         }
       })(),
+      allCapabilities: boundingCapabilities(readFileSync('/proc/self/status', 'utf8')),
       store,
       images: new ImageResolver(store, ctx.bus, config.sandboxImage || builtinSandboxImage(ctx.version), config.sandboxImage === ''),
       pods,

@@ -2,7 +2,7 @@
 // CRI request and the image config. Defaults follow what the kubelet
 // expects of a runtime: a default capability set, masked and read-only
 // /proc paths, /dev, /dev/pts, /dev/shm, /dev/mqueue, /sys, cgroups.
-import { InvalidArgumentError } from '@berth/errors';
+import { InternalError, InvalidArgumentError } from '@berth/errors';
 import type { criV1 } from '@berth/proto';
 import { defaultSeccompProfile } from './seccomp.js';
 
@@ -55,14 +55,31 @@ export const defaultCapabilities = [
   'CAP_AUDIT_WRITE',
 ];
 
-/** Every capability this kernel may know, for privileged containers and `ALL`. */
-const allCapabilities = [
-  ...defaultCapabilities,
-  'CAP_DAC_READ_SEARCH', 'CAP_LINUX_IMMUTABLE', 'CAP_NET_BROADCAST', 'CAP_NET_ADMIN', 'CAP_IPC_LOCK', 'CAP_IPC_OWNER', 'CAP_SYS_MODULE', 'CAP_SYS_RAWIO',
-  'CAP_SYS_PTRACE', 'CAP_SYS_PACCT', 'CAP_SYS_ADMIN', 'CAP_SYS_BOOT', 'CAP_SYS_NICE', 'CAP_SYS_RESOURCE', 'CAP_SYS_TIME', 'CAP_SYS_TTY_CONFIG', 'CAP_LEASE',
-  'CAP_AUDIT_CONTROL', 'CAP_MAC_OVERRIDE', 'CAP_MAC_ADMIN', 'CAP_SYSLOG', 'CAP_WAKE_ALARM', 'CAP_BLOCK_SUSPEND', 'CAP_AUDIT_READ', 'CAP_PERFMON', 'CAP_BPF',
-  'CAP_CHECKPOINT_RESTORE',
+/** Linux capability names by number (capability.h), as far as runc knows them. */
+const capabilityNames = [
+  'CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_DAC_READ_SEARCH', 'CAP_FOWNER', 'CAP_FSETID', 'CAP_KILL', 'CAP_SETGID', 'CAP_SETUID', 'CAP_SETPCAP',
+  'CAP_LINUX_IMMUTABLE', 'CAP_NET_BIND_SERVICE', 'CAP_NET_BROADCAST', 'CAP_NET_ADMIN', 'CAP_NET_RAW', 'CAP_IPC_LOCK', 'CAP_IPC_OWNER', 'CAP_SYS_MODULE',
+  'CAP_SYS_RAWIO', 'CAP_SYS_CHROOT', 'CAP_SYS_PTRACE', 'CAP_SYS_PACCT', 'CAP_SYS_ADMIN', 'CAP_SYS_BOOT', 'CAP_SYS_NICE', 'CAP_SYS_RESOURCE', 'CAP_SYS_TIME',
+  'CAP_SYS_TTY_CONFIG', 'CAP_MKNOD', 'CAP_LEASE', 'CAP_AUDIT_WRITE', 'CAP_AUDIT_CONTROL', 'CAP_SETFCAP', 'CAP_MAC_OVERRIDE', 'CAP_MAC_ADMIN', 'CAP_SYSLOG',
+  'CAP_WAKE_ALARM', 'CAP_BLOCK_SUSPEND', 'CAP_AUDIT_READ', 'CAP_PERFMON', 'CAP_BPF', 'CAP_CHECKPOINT_RESTORE',
 ];
+
+/**
+ * The capabilities in a process's bounding set, from the text of
+ * /proc/<pid>/status (its `CapBnd:` hex mask); bits with no name here are
+ * left out. The runtime's bounding set is all runc, started by it, can grant
+ * a container: a privileged container and `ALL` get this set, not every
+ * capability the kernel knows, since on a host (or in a container) without
+ * some of them runc fails with `unable to apply caps`. containerd grants its
+ * own effective set (cap.Current); for a runtime running as root the two are
+ * the same.
+ */
+export function boundingCapabilities(procStatus: string): string[] {
+  const hex = /^CapBnd:\s*([0-9a-fA-F]+)$/m.exec(procStatus)?.[1];
+  if (hex === undefined) throw new InternalError('the process status has no CapBnd line');
+  const mask = BigInt(`0x${hex}`);
+  return capabilityNames.filter((_, bit) => ((mask >> BigInt(bit)) & 1n) === 1n);
+}
 
 const defaultMaskedPaths = ['/proc/acpi', '/proc/asound', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list', '/proc/timer_stats', '/proc/sched_debug', '/proc/scsi', '/sys/firmware', '/sys/devices/virtual/powercap'];
 const defaultReadonlyPaths = ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'];
@@ -74,13 +91,17 @@ function capName(name: string): string {
   return full;
 }
 
-/** The capability set after the CRI's add and drop lists (`ALL` on either side as Kubernetes means it). */
-export function capabilities(add: string[], drop: string[], privileged: boolean): string[] {
-  if (privileged) return allCapabilities;
+/**
+ * The capability set after the CRI's add and drop lists (`ALL` on either side
+ * as Kubernetes means it). `all` is what a privileged container or an added
+ * `ALL` gets: the runtime's bounding set (boundingCapabilities).
+ */
+export function capabilities(add: string[], drop: string[], privileged: boolean, all: readonly string[]): string[] {
+  if (privileged) return [...all];
   const dropAll = drop.some((d) => d.toUpperCase() === 'ALL');
   const addAll = add.some((a) => a.toUpperCase() === 'ALL');
   let set = new Set(dropAll ? [] : defaultCapabilities);
-  if (addAll) set = new Set(allCapabilities);
+  if (addAll) set = new Set(all);
   for (const a of add) if (a.toUpperCase() !== 'ALL') set.add(capName(a));
   if (!dropAll) for (const d of drop) set.delete(capName(d));
   return [...set];

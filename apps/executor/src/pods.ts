@@ -2,7 +2,8 @@
 // hosts/resolv.conf/hostname files and /dev/shm, and the pause container
 // that holds the pod's PID namespace.
 import { randomBytes } from 'node:crypto';
-import { copyFile, mkdir, readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, rm, rmdir, writeFile } from 'node:fs/promises';
+import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
 import { AlreadyExistsError, InvalidArgumentError, NotFoundError } from '@berth/errors';
 import { inSpan } from '@berth/observability';
@@ -17,11 +18,25 @@ import type { PodRecord } from './records.js';
 import { mount, pinNamespaces as pin, signalProcess, unmount } from '@berth/native';
 import { isMountPoint, mountRootfs, unmountRootfs } from './rootfs.js';
 import { processStart, stillRunning } from './runtime.js';
+import { checkRunAs } from './user.js';
 
 export const nowNanos = (): string => (BigInt(Date.now()) * 1_000_000n).toString();
 export const newId = (): string => randomBytes(32).toString('hex');
 
 const hostnamePattern = /^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$/;
+
+/**
+ * The pod's hostname: the one the config gives, or else the node's, as
+ * containerd gives a pod without one (the pod's metadata name is no host
+ * name: it may have capitals or be longer than one). A given one must be a
+ * valid host name of at most 64 characters (InvalidArgumentError), where
+ * containerd leaves it to the kernel's sethostname to refuse.
+ */
+export function podHostname(requested: string, nodeHostname: string): string {
+  if (requested === '') return nodeHostname;
+  if (!hostnamePattern.test(requested) || requested.length > 64) throw new InvalidArgumentError(`hostname ${JSON.stringify(requested)} is not a valid host name`);
+  return requested;
+}
 
 function cniArgs(pod: PodRecord): CniPodArgs {
   return { containerId: pod.id, netns: pod.namespacePaths.net ?? '', ifName: 'eth0', podName: pod.name, podNamespace: pod.namespace, podUid: pod.uid, portMappings: pod.portMappings };
@@ -120,8 +135,9 @@ export class Pods {
     const ns = linux?.securityContext?.namespaceOptions;
     const hostNetwork = ns?.network === 2;
     const hostIpc = ns?.ipc === 2;
-    const hostname = config.hostname || (hostNetwork ? '' : meta.name);
-    if (hostname !== '' && (!hostnamePattern.test(hostname) || hostname.length > 64)) throw new InvalidArgumentError(`hostname ${JSON.stringify(hostname)} is not a valid host name`);
+    const hostname = podHostname(config.hostname, osHostname());
+    // The pause runs as root whatever the pod's user, but a group without a user is refused here as by containerd.
+    checkRunAs(linux?.securityContext, 'pod security context');
     const sysctls = validateSysctls(linux?.sysctls ?? {}, hostNetwork, hostIpc);
     const portMappings = (config.portMappings ?? [])
       .filter((p) => p.hostPort > 0)
@@ -141,7 +157,7 @@ export class Pods {
       annotations: config.annotations,
       createdAt: nowNanos(),
       state: 'ready',
-      hostname: hostname || (await readFile('/proc/sys/kernel/hostname', 'utf8')).trim(),
+      hostname,
       logDirectory: config.logDirectory,
       runtimeHandler: handler,
       hostNetwork,

@@ -4,8 +4,9 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { isCategory } from '@berth/errors';
 import { mergeEnv, processArgs } from './containers.js';
-import { apparmorProfile, capabilities, defaultCapabilities, validateSysctls } from './oci-spec.js';
-import { resolveInRoot, resolveUser } from './user.js';
+import { apparmorProfile, boundingCapabilities, capabilities, defaultCapabilities, validateSysctls } from './oci-spec.js';
+import { podHostname } from './pods.js';
+import { checkRunAs, resolveInRoot, resolveUser, runAsOf } from './user.js';
 
 test('command and args follow the kubelet: command replaces the entrypoint, args replace cmd', () => {
   assert.deepEqual(processArgs([], [], ['/entry'], ['cmd']), ['/entry', 'cmd']);
@@ -20,12 +21,45 @@ test('env: image first, the CRI overrides by name in place, bad names refused', 
 });
 
 test('capabilities: the default set, add and drop, ALL, privileged', () => {
-  assert.deepEqual(capabilities([], [], false), defaultCapabilities);
-  const c = capabilities(['NET_ADMIN'], ['CAP_KILL'], false);
+  const all = [...defaultCapabilities, 'CAP_SYS_ADMIN', 'CAP_NET_ADMIN'];
+  assert.deepEqual(capabilities([], [], false, all), defaultCapabilities);
+  const c = capabilities(['NET_ADMIN'], ['CAP_KILL'], false, all);
   assert.ok(c.includes('CAP_NET_ADMIN') && !c.includes('CAP_KILL'));
-  assert.deepEqual(capabilities(['CHOWN'], ['ALL'], false), ['CAP_CHOWN']);
-  assert.ok(capabilities([], [], true).includes('CAP_SYS_ADMIN'));
-  assert.throws(() => capabilities(['bad cap'], [], false), (e: Error) => isCategory(e, 'invalid-argument'));
+  assert.deepEqual(capabilities(['CHOWN'], ['ALL'], false, all), ['CAP_CHOWN']);
+  // Privileged and ALL get the runtime's bounding set, nothing beyond it.
+  assert.deepEqual(capabilities([], [], true, all), all);
+  assert.deepEqual(capabilities(['ALL'], ['KILL'], false, all), all.filter((n) => n !== 'CAP_KILL'));
+  assert.throws(() => capabilities(['bad cap'], [], false, all), (e: Error) => isCategory(e, 'invalid-argument'));
+});
+
+test("the bounding set read from /proc/<pid>/status names the capabilities it holds, CAP_SYS_RESOURCE's absence included", () => {
+  const status = 'Name:\tnode\nCapInh:\t0000000000000000\nCapPrm:\t000001fffeffffff\nCapEff:\t000001fffeffffff\nCapBnd:\t000001fffeffffff\nCapAmb:\t0000000000000000\n';
+  const caps = boundingCapabilities(status);
+  assert.equal(caps.length, 40);
+  assert.ok(!caps.includes('CAP_SYS_RESOURCE'));
+  assert.deepEqual([caps[0], caps.at(-1)], ['CAP_CHOWN', 'CAP_CHECKPOINT_RESTORE']);
+  // Bits beyond the names Berth knows are left out; a status without CapBnd is no status.
+  assert.deepEqual(boundingCapabilities('CapBnd:\tffffffffffffffff\n').length, 41);
+  assert.deepEqual(boundingCapabilities('CapBnd:\t0000000000200001\n'), ['CAP_CHOWN', 'CAP_SYS_ADMIN']);
+  assert.throws(() => boundingCapabilities('Name:\tnode\n'), (e: Error) => isCategory(e, 'internal'));
+});
+
+test('run_as_group needs run_as_user or run_as_username, in a container and a sandbox alike', () => {
+  const invalid = (e: Error) => isCategory(e, 'invalid-argument');
+  assert.throws(() => runAsOf({ runAsGroup: { value: 1002n }, runAsUsername: '' }), invalid);
+  assert.throws(() => checkRunAs({ runAsGroup: { value: 0n } }, 'pod security context'), invalid);
+  assert.deepEqual(runAsOf({ runAsUser: { value: 1001n }, runAsGroup: { value: 1002n }, runAsUsername: '' }), { uid: 1001, gid: 1002 });
+  assert.deepEqual(runAsOf({ runAsUsername: 'app', runAsGroup: { value: 7n } }), { username: 'app', gid: 7 });
+  assert.deepEqual(runAsOf(undefined), {});
+  checkRunAs({ runAsUser: { value: 0n } }, 'pod security context');
+});
+
+test("a pod's hostname: the given one if valid, else the node's, never the metadata name", () => {
+  assert.equal(podHostname('', 'node-1'), 'node-1');
+  assert.equal(podHostname('web-0', 'node-1'), 'web-0');
+  for (const bad of ['under_score', '-lead', 'a'.repeat(65), `${'a'.repeat(32)}.${'b'.repeat(32)}`]) {
+    assert.throws(() => podHostname(bad, 'node-1'), (e: Error) => isCategory(e, 'invalid-argument'), bad);
+  }
 });
 
 test('sysctls: only namespaced ones, no smuggled settings, none of the host namespaces', () => {

@@ -56,6 +56,35 @@ export interface ResolvedUser {
   home: string;
 }
 
+/** The user fields of a CRI security context (a sandbox's has no username). */
+export interface RunAs {
+  runAsUser?: { value: bigint } | undefined;
+  runAsUsername?: string;
+  runAsGroup?: { value: bigint } | undefined;
+}
+
+/**
+ * Refuses run_as_group without run_as_user or run_as_username
+ * (InvalidArgumentError): a group alone would be paired with whatever user
+ * the image names. containerd refuses it in a container's and a sandbox's
+ * security context alike, CRI-O in a container's.
+ */
+export function checkRunAs(sc: RunAs | undefined, what: string): void {
+  if (sc?.runAsGroup !== undefined && sc.runAsUser === undefined && !sc.runAsUsername) {
+    throw new InvalidArgumentError(`${what}: run_as_group ${sc.runAsGroup.value} is set without run_as_user or run_as_username`);
+  }
+}
+
+/** The user a container's security context asks for, in resolveUser's terms; checked by checkRunAs. */
+export function runAsOf(sc: RunAs | undefined): { uid?: number; username?: string; gid?: number } {
+  checkRunAs(sc, 'container security context');
+  return {
+    ...(sc?.runAsUser !== undefined ? { uid: Number(sc.runAsUser.value) } : {}),
+    ...(sc?.runAsUsername ? { username: sc.runAsUsername } : {}),
+    ...(sc?.runAsGroup !== undefined ? { gid: Number(sc.runAsGroup.value) } : {}),
+  };
+}
+
 function checkId(kind: string, value: number): number {
   if (!Number.isInteger(value) || value < 0 || value > maxId) throw new InvalidArgumentError(`${kind} ${value} is out of range (0 to ${maxId})`);
   return value;
