@@ -385,6 +385,8 @@ describe('networking, limits and confinement', () => {
     const status = (await stack.cri.runtime.containerStatus({ containerId: id, verbose: false })).status!;
     renameSync(status.logPath, `${status.logPath}.1`);
     await stack.cri.runtime.reopenContainerLog({ containerId: id });
+    // The new file is there when the call returns, as critest's reopen spec checks (CRI-O waits for conmon's new file too).
+    assert.ok(existsSync(status.logPath), 'ReopenContainerLog returns once the new log file exists');
     const reopened = await waitFor('lines in the new log', async () => (existsSync(status.logPath) && / stdout F line \d+/.test(readFileSync(status.logPath, 'utf8')) ? true : undefined));
     assert.ok(reopened);
     for (const c of [id, client]) await stack.cri.runtime.removeContainer({ containerId: c });
@@ -709,5 +711,34 @@ describe('what the conformance suite asks of hostnames, capabilities and users',
     const podGroupOnly = podConfig('run-as-pod', { linux: criV1.LinuxPodSandboxConfig.fromPartial({ securityContext: { runAsGroup: { value: 1002n } } }) });
     await assert.rejects(stack.cri.runtime.runPodSandbox({ config: podGroupOnly, runtimeHandler: '' }), category('invalid-argument'));
     assert.deepEqual((await stack.cri.runtime.listPodSandbox({ filter: { id: '', state: undefined, labelSelector: { pod: 'run-as-pod' } } })).items, []);
+  });
+});
+
+describe('mount propagation', () => {
+  test('a bidirectional mount carries the host’s new mounts in and the container’s out to the host', async () => {
+    // containerd gives a container with a bidirectional mount an rshared root (runc's default rslave root would keep the
+    // container's mounts from the host); critest's rshared spec checks both directions.
+    const host = mkdtempSync('/var/tmp/berth-e2e-propagation-');
+    await execFileAsync('mount', ['--bind', host, host]);
+    await execFileAsync('mount', ['--make-shared', host]);
+    const config = podConfig('propagation');
+    const podId = (await stack.cri.runtime.runPodSandbox({ config, runtimeHandler: '' })).podSandboxId;
+    try {
+      const mount = criV1.Mount.fromPartial({ containerPath: '/shared', hostPath: host, propagation: criV1.MountPropagation.PROPAGATION_BIDIRECTIONAL });
+      const linux = criV1.LinuxContainerConfig.fromPartial({ securityContext: { privileged: true } });
+      const id = (await stack.cri.runtime.createContainer({ podSandboxId: podId, config: containerConfig('propagation', ['sleep', '600'], { mounts: [mount], linux }), sandboxConfig: config })).containerId;
+      await stack.cri.runtime.startContainer({ containerId: id });
+      const run = async (script: string) => text((await stack.cri.runtime.execSync({ containerId: id, cmd: ['sh', '-c', script], timeout: 10n })).stdout);
+      await execFileAsync('mkdir', [join(host, 'from-host')]);
+      await execFileAsync('mount', ['-t', 'tmpfs', 'tmpfs', join(host, 'from-host')]);
+      writeFileSync(join(host, 'from-host', 'h'), 'host\n');
+      assert.equal(await run('cat /shared/from-host/h'), 'host\n', "the host's mount reached the container");
+      await run('mkdir /shared/from-container && mount -t tmpfs tmpfs /shared/from-container && echo container > /shared/from-container/c');
+      assert.equal(readFileSync(join(host, 'from-container', 'c'), 'utf8'), 'container\n', "the container's mount reached the host");
+    } finally {
+      await stack.cri.runtime.removePodSandbox({ podSandboxId: podId });
+      await execFileAsync('umount', ['-R', host]).catch(() => undefined);
+      rmSync(host, { recursive: true, force: true });
+    }
   });
 });

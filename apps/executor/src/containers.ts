@@ -5,7 +5,8 @@ import { watch } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { lstat, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, normalize } from 'node:path';
-import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from '@berth/errors';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { AlreadyExistsError, DeadlineExceededError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from '@berth/errors';
 import { inSpan } from '@berth/observability';
 import { filterContainers, type criV1 } from '@berth/proto';
 import type { ExecutorContext } from './context.js';
@@ -571,13 +572,24 @@ export class Containers {
     await this.ctx.containerRecords.put(c);
   }
 
-  /** Asks conmon to reopen the log file (after the kubelet rotated it), through its control FIFO. */
+  /**
+   * Asks conmon to reopen the log file (after the kubelet rotated it),
+   * through its control FIFO, and returns once the new file is in place: the
+   * kubelet (and critest) look for it as soon as the call returns, as CRI-O
+   * waits for conmon's new file before it answers. conmon writes the new file
+   * aside and renames it over the path, so the path's inode changes.
+   */
   async reopenLog(id: string): Promise<void> {
     const c = await this.refresh(this.get(id));
     if (c.state !== 'running') throw new FailedPreconditionError(`container ${c.id} is not running`);
+    const before = await inodeOf(c.logPath);
     await conmonControl(c.dir, '2 0 0\n').catch((err: unknown) => {
       throw new FailedPreconditionError(`container ${c.id}: conmon's control pipe is not open`, { cause: err });
     });
+    for (const deadline = Date.now() + reopenTimeoutMs; (await inodeOf(c.logPath)) === before; ) {
+      if (Date.now() > deadline) throw new DeadlineExceededError(`container ${c.id}: conmon did not reopen ${c.logPath} within ${reopenTimeoutMs} ms`);
+      await sleep(5);
+    }
   }
 
   async execSync(request: criV1.ExecSyncRequest): Promise<criV1.ExecSyncResponse> {
@@ -590,4 +602,15 @@ export class Containers {
     const result = await this.runtime(this.ctx.pods.get(c.podId)).exec(c.id, spec, join(this.ctx.paths.scratchDir, newId()), timeout * 1000, maxExecOutput);
     return { stdout: result.stdout, stderr: result.stderr, exitCode: result.exitCode };
   }
+}
+
+/** How long ReopenContainerLog waits for conmon's new log file. */
+const reopenTimeoutMs = 5000;
+
+/** The inode at `path`, or undefined when there is no file there. */
+async function inodeOf(path: string): Promise<number | undefined> {
+  return stat(path).then(
+    (st) => st.ino,
+    () => undefined,
+  );
 }

@@ -188,6 +188,18 @@ function seccompFor(input: SpecInput): unknown {
   throw new InvalidArgumentError(`unknown seccomp profile ${JSON.stringify(path)}`);
 }
 
+/**
+ * The root's propagation that lets the mounts' own work, as containerd sets
+ * it: `rshared` when a mount propagates both ways (a mount the container
+ * makes under it must reach the host, which runc's default `rslave` root
+ * would stop), else `rslave` when one receives the host's mounts.
+ */
+export function rootfsPropagation(mounts: MountSpec[]): { rootfsPropagation?: string } {
+  if (mounts.some((m) => m.options.includes('rshared'))) return { rootfsPropagation: 'rshared' };
+  if (mounts.some((m) => m.options.includes('rslave'))) return { rootfsPropagation: 'rslave' };
+  return {};
+}
+
 export function buildSpec(input: SpecInput): Spec {
   const caps = input.capabilities;
   const oom = input.resources?.oomScoreAdj === undefined ? input.minOomScoreAdj : Math.max(Number(input.resources.oomScoreAdj), input.minOomScoreAdj);
@@ -210,6 +222,7 @@ export function buildSpec(input: SpecInput): Spec {
     mounts: [...baseMounts().map((m) => (input.privileged && m.destination === '/sys' ? { ...m, options: m.options.filter((o) => o !== 'ro') } : m)), ...input.mounts],
     linux: {
       namespaces: input.namespaces,
+      ...rootfsPropagation(input.mounts),
       resources: { devices: [{ allow: input.privileged, access: 'rwm' }], ...resourcesSpec(input.resources) },
       cgroupsPath: input.cgroupsPath,
       ...(input.privileged ? {} : { maskedPaths: input.maskedPaths ?? defaultMaskedPaths, readonlyPaths: input.readonlyPaths ?? defaultReadonlyPaths }),

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { isCategory } from '@berth/errors';
 import { mergeEnv, processArgs } from './containers.js';
-import { apparmorProfile, boundingCapabilities, capabilities, defaultCapabilities, validateSysctls } from './oci-spec.js';
+import { apparmorProfile, boundingCapabilities, capabilities, defaultCapabilities, rootfsPropagation, validateSysctls } from './oci-spec.js';
 import { podHostname } from './pods.js';
 import { checkRunAs, resolveInRoot, resolveUser, runAsOf } from './user.js';
 
@@ -60,6 +60,13 @@ test("a pod's hostname: the given one if valid, else the node's, never the metad
   for (const bad of ['under_score', '-lead', 'a'.repeat(65), `${'a'.repeat(32)}.${'b'.repeat(32)}`]) {
     assert.throws(() => podHostname(bad, 'node-1'), (e: Error) => isCategory(e, 'invalid-argument'), bad);
   }
+});
+
+test("the root's propagation follows the mounts, as containerd sets it: rshared for a bidirectional mount, rslave for host-to-container", () => {
+  const bind = (propagation: string) => ({ destination: '/m', type: 'bind', source: '/tmp', options: ['rbind', propagation] });
+  assert.deepEqual(rootfsPropagation([bind('rprivate')]), {});
+  assert.deepEqual(rootfsPropagation([bind('rprivate'), bind('rslave')]), { rootfsPropagation: 'rslave' });
+  assert.deepEqual(rootfsPropagation([bind('rslave'), bind('rshared')]), { rootfsPropagation: 'rshared' });
 });
 
 test('sysctls: only namespaced ones, no smuggled settings, none of the host namespaces', () => {
