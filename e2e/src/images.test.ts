@@ -11,7 +11,7 @@ import { imageSpec } from '@berth/client';
 import { isCategory } from '@berth/errors';
 import { buildImage, pushBlobs, pushImage, pushManifest, type BuiltImage, type LayerEntry } from '@berth/oci';
 import { RemoteStore } from '@berth/store-api';
-import { busyboxRootfs, makeTestPki, startFakeRegistry, startRegistry, startStack, startTokenServer, type FakeRegistryHandle, type RegistryHandle, type StackHandle, type TokenServerHandle } from '@berth/testing';
+import { busyboxRootfs, makeTestPki, startFakeRegistry, startRegistry, startStack, startTokenServer, waitFor, type FakeRegistryHandle, type RegistryHandle, type StackHandle, type TokenServerHandle } from '@berth/testing';
 
 let stack: StackHandle;
 let registry: RegistryHandle;
@@ -197,13 +197,76 @@ describe('pulling from a registry', () => {
     await ctl('rmi', `${registry.host}/test/busybox:ctl`);
   });
 
-  test('RemoveImage by tag, then by id; removing again succeeds', async () => {
+  const status = async (ref: string) => (await stack.cri.image.imageStatus({ image: imageSpec(ref), verbose: false })).image;
+  const listed = async (id: string) => (await stack.cri.image.listImages({ filter: undefined })).images.find((i) => i.id === id);
+  /** A small image of its own (one layer nothing else has), pushed under `repo` with each tag and pulled by each. */
+  async function pulledImage(repo: string, tags: string[]): Promise<BuiltImage> {
+    const built = await buildImage({ layers: [[{ type: 'file', path: '/own', content: randomBytes(16).toString('hex') }]] });
+    for (const tag of tags) {
+      await pushImage(registry.url, repo, tag, built);
+      await stack.cri.image.pullImage({ image: imageSpec(`${registry.host}/${repo}:${tag}`), auth: undefined, sandboxConfig: undefined });
+    }
+    return built;
+  }
+
+  test('RemoveImage of the last tag removes the image, its digest name with it, then its blobs and snapshots (containerd, CRI-O and Docker remove an image with its last tag); removing again succeeds', async () => {
+    // By now name() is the image's one tag (the others were removed or moved above), beside its repo digests (the mirror's too).
+    const before = await status(image.configDigest);
+    assert.deepEqual(before?.repoTags, [name()]);
+    assert.ok(before?.repoDigests.includes(`${registry.host}/test/busybox@${image.manifestDigest}`), JSON.stringify(before?.repoDigests));
+    const { topChainId } = await store.getImage(image.configDigest);
     await stack.cri.image.removeImage({ image: imageSpec(name()) });
-    const left = (await stack.cri.image.imageStatus({ image: imageSpec(image.configDigest), verbose: false })).image;
-    assert.deepEqual(left?.repoTags, [], 'the tag is gone, the digest name stays');
+    assert.equal(await status(image.configDigest), undefined, 'ImageStatus by its id: no image');
+    for (const digest of before!.repoDigests) assert.equal(await status(digest), undefined, `nor by ${digest}`);
+    assert.equal(await listed(image.configDigest), undefined, 'not listed, not even as <none>');
+    await waitFor('its blobs and snapshots collected', async () => {
+      const blobs = await Promise.all([image.configDigest, image.manifestDigest, ...image.manifest.layers.map((l) => l.digest)].map((d) => store.content.info(d).then(() => d, () => undefined)));
+      const snapshots = (await store.snapshots.list()).filter((s) => s.key === topChainId);
+      return blobs.every((b) => b === undefined) && snapshots.length === 0 ? true : undefined;
+    });
+    await stack.cri.image.removeImage({ image: imageSpec(name()) });
     await stack.cri.image.removeImage({ image: imageSpec(image.configDigest) });
-    assert.equal((await stack.cri.image.imageStatus({ image: imageSpec(image.configDigest), verbose: false })).image, undefined);
-    await stack.cri.image.removeImage({ image: imageSpec(image.configDigest) });
+  });
+
+  test('RemoveImage of one of two tags removes that tag only (CRI-O and Docker untag while other tags are left; containerd removes every name)', async () => {
+    const two = await pulledImage('test/tags', ['a', 'b']);
+    const [a, b] = ['a', 'b'].map((t) => `${registry.host}/test/tags:${t}`);
+    assert.deepEqual((await status(two.configDigest))?.repoTags.sort(), [a, b]);
+    await stack.cri.image.removeImage({ image: imageSpec(a!) });
+    const left = await status(b!);
+    assert.equal(left?.id, two.configDigest);
+    assert.deepEqual(left?.repoTags, [b]);
+    assert.deepEqual(left?.repoDigests, [`${registry.host}/test/tags@${two.manifestDigest}`]);
+    assert.deepEqual((await listed(two.configDigest))?.repoTags, [b], 'listed with the tag left');
+    assert.equal(await status(a!), undefined);
+    await stack.cri.image.removeImage({ image: imageSpec(b!) });
+    assert.equal(await status(two.configDigest), undefined, 'and with the last one the image');
+  });
+
+  test('ImageStatus, ListImages and RemoveImage take a unique prefix of the image id, with or without sha256: (containerd resolves a unique prefix of the image id); an ambiguous one is refused with FAILED_PRECONDITION and removes nothing', async () => {
+    const one = await pulledImage('test/prefix', ['1']);
+    const hex = one.configDigest.slice('sha256:'.length);
+    for (const ref of [hex.slice(0, 12), `sha256:${hex.slice(0, 12)}`, hex, one.configDigest]) assert.equal((await status(ref))?.id, one.configDigest, ref);
+    assert.deepEqual((await stack.cri.image.listImages({ filter: { image: imageSpec(hex.slice(0, 12)) } })).images.map((i) => i.id), [one.configDigest]);
+    // Images until two ids share their first hex digit: at most 17.
+    const extra: string[] = [];
+    const firstShared = async () => {
+      const ids = (await stack.cri.image.listImages({ filter: undefined })).images.map((i) => i.id.slice('sha256:'.length));
+      return ids.find((id, n) => ids.findIndex((other) => other[0] === id[0]) !== n)?.[0];
+    };
+    let shared = await firstShared();
+    while (shared === undefined) {
+      extra.push((await pulledImage('test/prefix', [`extra${extra.length}`])).configDigest);
+      shared = await firstShared();
+    }
+    const before = (await stack.cri.image.listImages({ filter: undefined })).images.length;
+    await assert.rejects(stack.cri.image.imageStatus({ image: imageSpec(shared), verbose: false }), (e: Error) => isCategory(e, 'failed-precondition') && /ambiguous/.test(e.message));
+    await assert.rejects(stack.cri.image.removeImage({ image: imageSpec(`sha256:${shared}`) }), (e: Error) => isCategory(e, 'failed-precondition'));
+    assert.equal((await stack.cri.image.listImages({ filter: undefined })).images.length, before, 'nothing removed');
+    assert.deepEqual((await stack.cri.image.listImages({ filter: { image: imageSpec(shared) } })).images, [], 'a list filter naming no one image lists none');
+    await stack.cri.image.removeImage({ image: imageSpec(hex.slice(0, 12)) });
+    assert.equal(await status(one.configDigest), undefined, 'removed by its prefix');
+    for (const id of extra) await stack.cri.image.removeImage({ image: imageSpec(id) });
   });
 });
 

@@ -508,6 +508,91 @@ describe('retries', () => {
   });
 });
 
+describe('ids as crictl shows them (12 characters)', () => {
+  const C = criV1.ContainerState;
+  const state = async (id: string) => (await stack.cri.runtime.containerStatus({ containerId: id, verbose: false })).status?.state;
+
+  test('every pod and container call takes a unique prefix, and StopPodSandbox and RemovePodSandbox by one really stop and remove the pod (containerd resolves a unique ID prefix in every call)', async () => {
+    const config = podConfig('short');
+    const podId = (await stack.cri.runtime.runPodSandbox({ config, runtimeHandler: '' })).podSandboxId;
+    const pod = podId.slice(0, 12);
+    assert.equal((await stack.cri.runtime.podSandboxStatus({ podSandboxId: pod, verbose: false })).status?.id, podId);
+    assert.equal((await stack.cri.runtime.podSandboxStatus({ podSandboxId: pod, verbose: true })).status?.id, podId);
+    assert.deepEqual((await stack.cri.runtime.listPodSandbox({ filter: { id: pod, state: undefined, labelSelector: {} } })).items.map((p) => p.id), [podId], 'a list filter takes a prefix too');
+    const id = (await stack.cri.runtime.createContainer({ podSandboxId: pod, config: containerConfig('sleeper', ['sleep', '600']), sandboxConfig: config })).containerId;
+    const ctr = id.slice(0, 12);
+    await stack.cri.runtime.startContainer({ containerId: ctr });
+    const status = (await stack.cri.runtime.containerStatus({ containerId: ctr, verbose: false })).status;
+    assert.equal(status?.id, id);
+    assert.equal(status?.state, C.CONTAINER_RUNNING, 'started by its prefix');
+    assert.equal((await stack.cri.runtime.containerStatus({ containerId: ctr, verbose: true })).status?.id, id);
+    const filter = { id: '', podSandboxId: '', state: undefined, labelSelector: {} };
+    assert.deepEqual((await stack.cri.runtime.listContainers({ filter: { ...filter, id: ctr } })).containers.map((c) => c.id), [id]);
+    assert.deepEqual((await stack.cri.runtime.listContainers({ filter: { ...filter, podSandboxId: pod } })).containers.map((c) => c.id), [id]);
+    assert.equal(text((await stack.cri.runtime.execSync({ containerId: ctr, cmd: ['echo', 'short'], timeout: 10n })).stdout), 'short\n');
+    assert.equal((await stack.cri.runtime.containerStats({ containerId: ctr })).stats?.attributes?.id, id);
+    assert.deepEqual((await stack.cri.runtime.listContainerStats({ filter: { id: ctr, podSandboxId: '', labelSelector: {} } })).stats.map((s) => s.attributes?.id), [id]);
+    assert.equal((await stack.cri.runtime.podSandboxStats({ podSandboxId: pod })).stats?.attributes?.id, podId);
+    await stack.cri.runtime.updateContainerResources({ containerId: ctr, linux: criV1.LinuxContainerResources.fromPartial({ memoryLimitInBytes: BigInt(96 * 1024 * 1024) }), windows: undefined, annotations: {} });
+    assert.equal(text((await stack.cri.runtime.execSync({ containerId: id, cmd: ['cat', '/sys/fs/cgroup/memory/memory.limit_in_bytes'], timeout: 10n })).stdout).trim(), String(96 * 1024 * 1024), 'the update reached the container');
+    await stack.cri.runtime.reopenContainerLog({ containerId: ctr });
+    assert.match((await stack.cri.runtime.exec(criV1.ExecRequest.fromPartial({ containerId: ctr, cmd: ['true'], stdout: true }))).url, /\/exec\//);
+    assert.match((await stack.cri.runtime.attach(criV1.AttachRequest.fromPartial({ containerId: ctr, stdout: true }))).url, /\/attach\//);
+    assert.match((await stack.cri.runtime.portForward({ podSandboxId: pod, port: [80] })).url, /\/portforward\//);
+    await stack.cri.runtime.stopContainer({ containerId: ctr, timeout: 0n });
+    assert.equal(await state(id), C.CONTAINER_EXITED, 'stopped by its prefix');
+    await stack.cri.runtime.removeContainer({ containerId: ctr });
+    assert.ok(!(await stack.cri.runtime.listContainers({ filter: undefined })).containers.some((c) => c.id === id), 'removed by its prefix');
+    // The pod by its prefix: its containers stop with it, then it goes.
+    const other = (await stack.cri.runtime.createContainer({ podSandboxId: podId, config: containerConfig('other', ['sleep', '600']), sandboxConfig: config })).containerId;
+    await stack.cri.runtime.startContainer({ containerId: other });
+    await stack.cri.runtime.stopPodSandbox({ podSandboxId: pod });
+    assert.equal((await stack.cri.runtime.podSandboxStatus({ podSandboxId: podId, verbose: false })).status?.state, criV1.PodSandboxState.SANDBOX_NOTREADY, 'stopped, not just answered');
+    assert.equal(await state(other), C.CONTAINER_EXITED);
+    await stack.cri.runtime.removePodSandbox({ podSandboxId: pod });
+    assert.ok(!(await stack.cri.runtime.listPodSandbox({ filter: undefined })).items.some((p) => p.id === podId), 'removed, not just answered');
+    assert.ok(!(await stack.cri.runtime.listContainers({ filter: undefined })).containers.some((c) => c.id === other));
+    assert.deepEqual(readFileSync('/proc/mounts', 'utf8').split('\n').filter((l) => l.includes(podId) || l.includes(other)), [], 'nothing of the pod is mounted');
+    // A prefix that names nothing is not found, never a success for work not done; a full id of nothing (the kubelet's retry)
+    // and critest's made-up UUID are the idempotent success containerd answers.
+    for (const call of [() => stack.cri.runtime.stopPodSandbox({ podSandboxId: pod }), () => stack.cri.runtime.removePodSandbox({ podSandboxId: pod }), () => stack.cri.runtime.stopContainer({ containerId: ctr, timeout: 0n }), () => stack.cri.runtime.removeContainer({ containerId: ctr }), () => stack.cri.runtime.podSandboxStatus({ podSandboxId: pod, verbose: false })]) {
+      await assert.rejects(call(), category('not-found'));
+    }
+    for (const gone of [podId, '3b241101-e2bb-4255-8caf-4136c2a0f8b3']) {
+      await stack.cri.runtime.stopPodSandbox({ podSandboxId: gone });
+      await stack.cri.runtime.removePodSandbox({ podSandboxId: gone });
+    }
+    for (const gone of [id, '3b241101-e2bb-4255-8caf-4136c2a0f8b3']) {
+      await stack.cri.runtime.stopContainer({ containerId: gone, timeout: 0n });
+      await stack.cri.runtime.removeContainer({ containerId: gone });
+    }
+  });
+
+  test('a prefix of two pods is refused with FAILED_PRECONDITION and changes nothing (containerd refuses an ambiguous prefix, with UNKNOWN); a list filter with it lists nothing (containerd)', async () => {
+    // Pods until two ids share their first character: 16 hex digits, so at most 17.
+    const ids: string[] = [];
+    let shared: string | undefined;
+    for (let n = 0; shared === undefined; n++) {
+      const id = (await stack.cri.runtime.runPodSandbox({ config: podConfig(`twin-${n}`, { linux: { securityContext: { namespaceOptions: { network: 2, pid: 0, ipc: 0 } } } } as Partial<criV1.PodSandboxConfig>), runtimeHandler: '' })).podSandboxId;
+      shared = ids.find((other) => other[0] === id[0])?.[0];
+      ids.push(id);
+    }
+    try {
+      const twins = ids.filter((id) => id[0] === shared);
+      const ambiguous = category('failed-precondition');
+      await assert.rejects(stack.cri.runtime.podSandboxStatus({ podSandboxId: shared, verbose: false }), ambiguous);
+      await assert.rejects(stack.cri.runtime.stopPodSandbox({ podSandboxId: shared }), (e: Error) => ambiguous(e) && /ambiguous/.test(e.message));
+      await assert.rejects(stack.cri.runtime.removePodSandbox({ podSandboxId: shared }), ambiguous);
+      await assert.rejects(stack.cri.runtime.podSandboxStats({ podSandboxId: shared }), ambiguous);
+      await assert.rejects(stack.cri.runtime.createContainer({ podSandboxId: shared, config: containerConfig('twin', ['true']), sandboxConfig: podConfig('twin-0') }), ambiguous);
+      for (const id of twins) assert.equal((await stack.cri.runtime.podSandboxStatus({ podSandboxId: id, verbose: false })).status?.state, criV1.PodSandboxState.SANDBOX_READY, 'neither was stopped');
+      assert.deepEqual((await stack.cri.runtime.listPodSandbox({ filter: { id: shared, state: undefined, labelSelector: {} } })).items, []);
+    } finally {
+      for (const id of ids) await stack.cri.runtime.removePodSandbox({ podSandboxId: id });
+    }
+  });
+});
+
 describe('berthctl', () => {
   const berthctl = join(import.meta.dirname, '../../apps/berthctl/dist/main.js');
   const ctl = (...args: string[]) => execFileAsync(process.execPath, [berthctl, '-r', stack.socket, ...args]).then((r) => r.stdout);

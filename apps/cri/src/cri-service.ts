@@ -60,21 +60,35 @@ export function forwardToExecutor(backends: Backends, view: RuntimeView) {
     };
   const pod = (id: string): ['pod', string] => ['pod', id];
   const container = (id: string): ['container', string] => ['container', id];
+  /**
+   * The call on the pod or container its request names by full id: a prefix
+   * is resolved first (`view.resolve`), so the events and kept answers the
+   * call concerns are found by their ids. The executor resolves the calls
+   * that are forwarded as they are.
+   */
+  const onPod =
+    <Req extends { podSandboxId: string }, Res>(call: (r: Req) => Promise<Res>) =>
+    (r: Req): Promise<Res> =>
+      view.withId('pod', r.podSandboxId, (podSandboxId) => call({ ...r, podSandboxId }));
+  const onContainer =
+    <Req extends { containerId: string }, Res>(call: (r: Req) => Promise<Res>) =>
+    (r: Req): Promise<Res> =>
+      view.withId('container', r.containerId, (containerId) => call({ ...r, containerId }));
   return {
     runPodSandbox: changing((r: criV1.RunPodSandboxRequest) => e.runPodSandbox(r), { target: (_, res) => pod(res.podSandboxId), last: (_, res) => ['started', res.podSandboxId] }),
     // Stopping or removing a pod stops or removes its containers first, each with its event.
-    stopPodSandbox: changing((r: criV1.StopPodSandboxRequest) => e.stopPodSandbox(r), { target: (r) => pod(r.podSandboxId), last: (r) => ['stopped', r.podSandboxId], wide: true }),
-    removePodSandbox: changing((r: criV1.RemovePodSandboxRequest) => e.removePodSandbox(r), { target: (r) => pod(r.podSandboxId), last: (r) => ['deleted', r.podSandboxId], wide: true }),
+    stopPodSandbox: onPod(changing((r: criV1.StopPodSandboxRequest) => e.stopPodSandbox(r), { target: (r) => pod(r.podSandboxId), last: (r) => ['stopped', r.podSandboxId], wide: true })),
+    removePodSandbox: onPod(changing((r: criV1.RemovePodSandboxRequest) => e.removePodSandbox(r), { target: (r) => pod(r.podSandboxId), last: (r) => ['deleted', r.podSandboxId], wide: true })),
     podSandboxStatus: (r: criV1.PodSandboxStatusRequest) => view.podSandboxStatus(r),
     listPodSandbox: (r: criV1.ListPodSandboxRequest) => view.listPodSandbox(r),
     createContainer: changing((r: criV1.CreateContainerRequest) => e.createContainer(r), { target: (_, res) => container(res.containerId), last: (_, res) => ['created', res.containerId] }),
-    startContainer: changing((r: criV1.StartContainerRequest) => e.startContainer(r), { target: (r) => container(r.containerId), last: (r) => ['started', r.containerId] }),
-    stopContainer: changing((r: criV1.StopContainerRequest) => e.stopContainer(r), { target: (r) => container(r.containerId), last: (r) => ['stopped', r.containerId] }),
-    removeContainer: changing((r: criV1.RemoveContainerRequest) => e.removeContainer(r), { target: (r) => container(r.containerId), last: (r) => ['deleted', r.containerId] }),
+    startContainer: onContainer(changing((r: criV1.StartContainerRequest) => e.startContainer(r), { target: (r) => container(r.containerId), last: (r) => ['started', r.containerId] })),
+    stopContainer: onContainer(changing((r: criV1.StopContainerRequest) => e.stopContainer(r), { target: (r) => container(r.containerId), last: (r) => ['stopped', r.containerId] })),
+    removeContainer: onContainer(changing((r: criV1.RemoveContainerRequest) => e.removeContainer(r), { target: (r) => container(r.containerId), last: (r) => ['deleted', r.containerId] })),
     containerStatus: (r: criV1.ContainerStatusRequest) => view.containerStatus(r),
     listContainers: (r: criV1.ListContainersRequest) => view.listContainers(r),
     execSync: (r: criV1.ExecSyncRequest) => e.execSync(r),
-    updateContainerResources: changing((r: criV1.UpdateContainerResourcesRequest) => e.updateContainerResources(r), { target: (r) => container(r.containerId) }),
+    updateContainerResources: onContainer(changing((r: criV1.UpdateContainerResourcesRequest) => e.updateContainerResources(r), { target: (r) => container(r.containerId) })),
     reopenContainerLog: (r: criV1.ReopenContainerLogRequest) => e.reopenContainerLog(r),
     containerStats: (r: criV1.ContainerStatsRequest) => e.containerStats(r),
     listContainerStats: (r: criV1.ListContainerStatsRequest) => e.listContainerStats(r),

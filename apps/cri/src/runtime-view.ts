@@ -21,8 +21,12 @@
 // is kept, after a failure or a call on a whole pod), and the status of what
 // the call changed is fetched at once, as the kubelet asks for it next. A
 // question asked while its answer is being fetched joins that fetch.
+//
+// Everything is keyed by full ids: a prefix (crictl shows ids truncated) is
+// resolved to the pod or container it names first (`resolve`).
 import type { ContainerEvent } from '@berth/bus';
-import { criV1, filterContainers, filterPods } from '@berth/proto';
+import { isCategory, NotFoundError } from '@berth/errors';
+import { criV1, filterContainers, filterPods, isIdPrefix, resolveId } from '@berth/proto';
 import { encodeOnce } from '@berth/rpc';
 import type { Backends } from './backends.js';
 
@@ -176,14 +180,55 @@ export class RuntimeView {
     return items === all.items ? encodeOnce(all) : { items };
   }
 
-  containerStatus(r: criV1.ContainerStatusRequest): Promise<criV1.ContainerStatusResponse> {
-    // Verbose answers carry live details (the pid, the process): always asked for.
-    if (r.verbose) return this.backends.executor.containerStatus(r);
-    return this.keep(`container/${r.containerId}`, () => this.backends.executor.containerStatus(r));
+  containerStatus(request: criV1.ContainerStatusRequest): Promise<criV1.ContainerStatusResponse> {
+    return this.withId('container', request.containerId, (containerId) => {
+      const r = { ...request, containerId };
+      // Verbose answers carry live details (the pid, the process): always asked for.
+      if (r.verbose) return this.backends.executor.containerStatus(r);
+      return this.keep(`container/${r.containerId}`, () => this.backends.executor.containerStatus(r));
+    });
   }
 
-  podSandboxStatus(r: criV1.PodSandboxStatusRequest): Promise<criV1.PodSandboxStatusResponse> {
-    if (r.verbose) return this.backends.executor.podSandboxStatus(r);
-    return this.keep(`pod/${r.podSandboxId}`, () => this.backends.executor.podSandboxStatus(r));
+  podSandboxStatus(request: criV1.PodSandboxStatusRequest): Promise<criV1.PodSandboxStatusResponse> {
+    return this.withId('pod', request.podSandboxId, (podSandboxId) => {
+      const r = { ...request, podSandboxId };
+      if (r.verbose) return this.backends.executor.podSandboxStatus(r);
+      return this.keep(`pod/${r.podSandboxId}`, () => this.backends.executor.podSandboxStatus(r));
+    });
+  }
+
+  /** `call` with the full id `id` names (`resolve`): at once, in the same tick, for an id that is no prefix. */
+  withId<T>(kind: 'pod' | 'container', id: string, call: (id: string) => Promise<T>): Promise<T> {
+    return isIdPrefix(id) ? this.resolve(kind, id).then(call) : call(id);
+  }
+
+  /**
+   * The full id of the pod or container `id` names, so that what is kept and
+   * dropped is keyed by full ids. An id without the form of a prefix (a full
+   * one, as the kubelet sends) comes back as it is, with no lookup. A prefix
+   * (as crictl shows ids) is resolved against the kept list, and against a
+   * fresh one when that finds none or several (a change may be on its way):
+   * NotFoundError when it names none, FailedPreconditionError when several.
+   */
+  async resolve(kind: 'pod' | 'container', id: string): Promise<string> {
+    if (!isIdPrefix(id)) return id;
+    const what = kind === 'pod' ? 'pod sandbox' : 'container';
+    const ids = async (fresh: boolean): Promise<string[]> => {
+      if (kind === 'pod') {
+        const list = () => this.backends.executor.listPodSandbox({ filter: undefined });
+        return (await (fresh ? list() : this.keep('pods', list))).items.map((p) => p.id);
+      }
+      const list = () => this.backends.executor.listContainers({ filter: undefined });
+      return (await (fresh ? list() : this.keep('containers', list))).containers.map((c) => c.id);
+    };
+    let found: string | undefined;
+    try {
+      found = resolveId(await ids(false), id, what, (i) => i);
+    } catch (err) {
+      if (!isCategory(err, 'failed-precondition')) throw err;
+    }
+    found ??= resolveId(await ids(true), id, what, (i) => i);
+    if (found === undefined) throw new NotFoundError(`${what} ${JSON.stringify(id)} not found`);
+    return found;
   }
 }

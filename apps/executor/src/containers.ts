@@ -70,7 +70,7 @@ export class Containers {
   ) {}
 
   get(id: string): ContainerRecord {
-    const c = this.ctx.containerRecords.lookup(id);
+    const c = this.ctx.containerRecords.lookup(id, 'container');
     if (c === undefined) throw new NotFoundError(`container ${JSON.stringify(id)} not found`);
     return c;
   }
@@ -342,7 +342,7 @@ export class Containers {
         await unmount(join(c.dir, 'rootfs'));
         for (const v of c.volumes ?? []) await unmount(v.target);
         c.tornDown = true;
-        if (this.ctx.containerRecords.lookup(c.id) === c) await this.ctx.containerRecords.put(c);
+        if (this.ctx.containerRecords.get(c.id) === c) await this.ctx.containerRecords.put(c);
       }),
     );
   }
@@ -376,8 +376,10 @@ export class Containers {
     await this.runtime(this.ctx.pods.get(c.podId)).kill(c.id, name).catch(() => undefined);
   }
 
+  /** StopContainer of the container with the full id `id` (a prefix is resolved first: `RecordStore.idOf`); one that is gone is stopped. */
   async stop(id: string, timeoutSeconds: number): Promise<void> {
-    const c = this.get(id);
+    const c = this.ctx.containerRecords.get(id);
+    if (c === undefined) return;
     await this.refresh(c);
     if (c.state === 'exited') return;
     const runtime = this.runtime(this.ctx.pods.get(c.podId));
@@ -404,12 +406,8 @@ export class Containers {
    * waits for all of it.
    */
   async remove(id: string): Promise<void> {
-    let c: ContainerRecord;
-    try {
-      c = this.get(id);
-    } catch {
-      return; // idempotent
-    }
+    const c = this.ctx.containerRecords.get(id);
+    if (c === undefined) return; // idempotent; `id` is a full id (RecordStore.idOf)
     await this.stop(c.id, 0);
     if (this.ctx.containerRecords.get(c.id) !== c) return; // removed meanwhile by another call
     await this.ctx.containerRecords.moveTo(c.id, this.ctx.containerRemovals);

@@ -28,6 +28,12 @@ const maxConfigBytes = 4 * 1024 * 1024;
 /** Image configs kept in memory (the oldest goes first). */
 const maxKeptConfigs = 256;
 
+/** Undefined for a store lookup that found nothing (or was given something that is no image name); any other failure is thrown. */
+function notFound(err: unknown): undefined {
+  if (isCategory(err, 'not-found') || isCategory(err, 'invalid-argument')) return undefined;
+  throw err;
+}
+
 export class ImageResolver {
   private readonly configs = new Map<string, ImageConfigFile>();
 
@@ -39,16 +45,32 @@ export class ImageResolver {
     private readonly builtin: boolean,
   ) {}
 
+  /**
+   * The image `ref` names, as containerd resolves an image: a full id, else
+   * a reference (normalised), else a unique prefix of an id (the store's
+   * lookup; an ambiguous one is FailedPreconditionError). NotFoundError
+   * when there is none.
+   */
   async resolve(ref: string): Promise<ResolvedImage> {
     if (ref === '') throw new NotFoundError('no image given');
     const byId = /^(sha256:)?[a-f0-9]{64}$/.test(ref) ? (ref.startsWith('sha256:') ? ref : `sha256:${ref}`) : undefined;
-    const name = byId ?? formatReference(parseReference(ref));
-    let record: ImageRecord;
+    let name = byId;
+    let notAReference: unknown;
     try {
-      record = await this.store.getImage(name);
+      name ??= formatReference(parseReference(ref));
     } catch (err) {
-      if (isCategory(err, 'not-found')) throw new NotFoundError(`image ${JSON.stringify(ref)} not found: pull it first`, { cause: err });
-      throw err;
+      if (!isCategory(err, 'invalid-argument')) throw err;
+      notAReference = err;
+    }
+    let record: ImageRecord | undefined;
+    if (name !== undefined) record = await this.store.getImage(name).catch((err: unknown) => notFound(err));
+    if (record === undefined && byId === undefined) {
+      record = await this.store.getImage(ref).catch((err: unknown) => notFound(err));
+      if (record !== undefined) name = record.id;
+    }
+    if (record === undefined || name === undefined) {
+      if (notAReference !== undefined) throw notAReference;
+      throw new NotFoundError(`image ${JSON.stringify(ref)} not found: pull it first`);
     }
     return { record, config: await this.config(record.id), name };
   }

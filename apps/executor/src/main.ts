@@ -102,23 +102,27 @@ await runDaemon({
     ctx.onShutdown(() => streaming.stop());
 
     const stats = new Stats(context, podManager, containers, new CgroupReader(cgroupVersion));
-    // Calls on one pod or container run one at a time.
+    // Calls on one pod or container run one at a time, by its full id: a prefix is resolved first.
     const locks = new KeyedLock();
+    const locked = (id: string, call: (id: string) => Promise<unknown>) => locks.run(id, () => call(id)).then(() => ({}));
+    // Stop and remove succeed for an id of nothing (RecordStore.idOf); the other calls need what they name.
+    const podId = (id: string) => pods.idOf(id, 'pod sandbox');
+    const containerId = (id: string) => containerRecords.idOf(id, 'container');
     const handlers: Handlers<typeof executorV1.ExecutorService> = {
       info: async () => ({ version: ctx.version, pid: process.pid, cgroupDriver, cgroupVersion, runtime: runtimeInfo, network: await network() }),
       runPodSandbox: (r) => podManager.run(r),
-      stopPodSandbox: async (r) => (await locks.run(r.podSandboxId, () => podManager.stop(r.podSandboxId)), {}),
-      removePodSandbox: async (r) => (await locks.run(r.podSandboxId, () => podManager.remove(r.podSandboxId)), {}),
+      stopPodSandbox: async (r) => locked(podId(r.podSandboxId), (id) => podManager.stop(id)),
+      removePodSandbox: async (r) => locked(podId(r.podSandboxId), (id) => podManager.remove(id)),
       podSandboxStatus: async (r) => podManager.toStatus(podManager.get(r.podSandboxId), r.verbose),
       listPodSandbox: async (r) => ({ items: await podManager.list(r.filter) }),
       createContainer: (r) => containers.create(r),
-      startContainer: async (r) => (await locks.run(r.containerId, () => containers.start(r.containerId)), {}),
-      stopContainer: async (r) => (await locks.run(r.containerId, () => containers.stop(r.containerId, Number(r.timeout))), {}),
-      removeContainer: async (r) => (await locks.run(r.containerId, () => containers.remove(r.containerId)), {}),
+      startContainer: async (r) => locked(containers.get(r.containerId).id, (id) => containers.start(id)),
+      stopContainer: async (r) => locked(containerId(r.containerId), (id) => containers.stop(id, Number(r.timeout))),
+      removeContainer: async (r) => locked(containerId(r.containerId), (id) => containers.remove(id)),
       containerStatus: async (r) => containers.status(r.containerId, r.verbose),
       listContainers: async (r) => ({ containers: await containers.list(r.filter) }),
       execSync: (r) => containers.execSync(r),
-      updateContainerResources: async (r) => (await locks.run(r.containerId, () => containers.updateResources(r)), {}),
+      updateContainerResources: async (r) => locked(containers.get(r.containerId).id, (id) => containers.updateResources({ ...r, containerId: id })),
       reopenContainerLog: async (r) => (await containers.reopenLog(r.containerId), {}),
       containerStats: async (r) => {
         const c = containers.get(r.containerId);

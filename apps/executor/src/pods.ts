@@ -104,7 +104,7 @@ export class Pods {
   constructor(private readonly ctx: ExecutorContext) {}
 
   get(id: string): PodRecord {
-    const pod = this.ctx.pods.lookup(id);
+    const pod = this.ctx.pods.lookup(id, 'pod sandbox');
     if (pod === undefined) throw new NotFoundError(`pod sandbox ${JSON.stringify(id)} not found`);
     return pod;
   }
@@ -315,6 +315,7 @@ export class Pods {
     return stillRunning(pod.pausePid, pod.pauseStart);
   }
 
+  /** StopPodSandbox of the pod with the full id `id` (a prefix is resolved first: `RecordStore.idOf`). */
   async stop(id: string): Promise<void> {
     const pod = this.ctx.pods.get(id);
     if (pod === undefined) return; // idempotent: a pod that is gone is stopped
@@ -348,6 +349,7 @@ export class Pods {
     if (wasReady) this.ctx.emit(pod.id, pod.id, 'stopped');
   }
 
+  /** RemovePodSandbox of the pod with the full id `id`, as for `stop`. */
   async remove(id: string): Promise<void> {
     const pod = this.ctx.pods.get(id);
     if (pod === undefined) return;

@@ -6,6 +6,8 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { NotFoundError } from '@berth/errors';
+import { isIdPrefix, resolveId } from '@berth/proto';
 import { KeyedLock } from './keyed.js';
 
 export interface PodRecord {
@@ -120,9 +122,29 @@ export class RecordStore<T extends { id: string }> {
     return this.items.get(id);
   }
 
-  /** By full id, or by a prefix of at least 6 characters (as crictl shows ids truncated). */
-  lookup(id: string): T | undefined {
-    return this.items.get(id) ?? (id.length >= 6 ? this.all().find((r) => r.id.startsWith(id)) : undefined);
+  /**
+   * By full id, or by a unique prefix of one (as crictl shows ids truncated;
+   * `resolveId`: an ambiguous prefix is FailedPreconditionError, an empty id
+   * InvalidArgumentError); undefined when it names no record. `what` names
+   * the records in errors.
+   */
+  lookup(id: string, what: string): T | undefined {
+    return this.items.get(id) ?? resolveId(this.items.values(), id, what, (r) => r.id);
+  }
+
+  /**
+   * The full id of the record `id` names, for the calls that succeed on
+   * something already gone (StopPodSandbox, RemovePodSandbox, StopContainer,
+   * RemoveContainer, as the kubelet expects): an id of no record comes back
+   * as it is, unless it has the form of a prefix (`isIdPrefix`), which must
+   * name the one it stops or removes (NotFoundError) rather than succeed
+   * having done nothing.
+   */
+  idOf(id: string, what: string): string {
+    const record = this.lookup(id, what);
+    if (record !== undefined) return record.id;
+    if (isIdPrefix(id)) throw new NotFoundError(`${what} ${JSON.stringify(id)} not found`);
+    return id;
   }
 
   all(): T[] {

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { AlreadyExistsError, InvalidArgumentError, NotFoundError } from '@berth/errors';
 import type { Db } from '@berth/db';
+import { resolveId } from '@berth/proto';
 import { isDigest } from '@berth/spec';
 import {
   gcRefContentPrefix,
@@ -144,6 +145,7 @@ export class LocalStore implements Store {
     });
   }
 
+  /** By id, by name, or by a unique prefix of an id (see ImageStore.getImage). */
   private async findImage(ref: string): Promise<ImageRow | null> {
     if (isDigest(ref)) {
       const byId = await this.db.image.findUnique({ where: { id: ref }, include: { names: true } });
@@ -151,7 +153,14 @@ export class LocalStore implements Store {
     }
     validateImageName(ref);
     const name = await this.db.imageName.findUnique({ where: { name: ref }, include: { image: { include: { names: true } } } });
-    return name?.image ?? null;
+    if (name !== null) return name.image;
+    // An id prefix as crictl shows ids: hex, with or without its algorithm (containerd's digestset takes both).
+    const prefix = /^(?:(sha256|sha512):)?[0-9a-f]+$/.exec(ref);
+    if (prefix === null) return null;
+    const idOf = prefix[1] === undefined ? (id: string) => id.slice(id.indexOf(':') + 1) : (id: string) => id;
+    const ids = await this.db.image.findMany({ select: { id: true } });
+    const match = resolveId(ids, ref, 'image', (row) => idOf(row.id));
+    return match === undefined ? null : this.db.image.findUnique({ where: { id: match.id }, include: { names: true } });
   }
 
   async getImage(ref: string): Promise<ImageRecord> {
@@ -170,7 +179,9 @@ export class LocalStore implements Store {
     if (row === null) throw new NotFoundError(`image ${name} not found`);
     const imageRemoved = await this.db.$transaction(async (tx) => {
       await tx.imageName.delete({ where: { name } });
-      if ((await tx.imageName.count({ where: { imageId: row.imageId } })) > 0) return false;
+      // Digest names alone keep an image only when one of them is what was removed: its last tag takes them with it.
+      const left = await tx.imageName.findMany({ where: { imageId: row.imageId }, select: { kind: true } });
+      if (left.some((n) => n.kind === 'tag') || (row.kind !== 'tag' && left.length > 0)) return false;
       await tx.image.delete({ where: { id: row.imageId } });
       return true;
     });

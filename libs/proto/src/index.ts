@@ -5,3 +5,4 @@ export * as executorV1 from './gen/berth/executor/v1/executor.js';
 export * as criV1 from './gen/runtime/v1/api.js';
 export { toJson } from './json.js';
 export { filterContainers, filterPods } from './cri-filters.js';
+export { fullIdLength, isIdPrefix, matchId, resolveId } from './cri-ids.js';

@@ -304,6 +304,44 @@ export function storeTestSuite(name: string, open: () => Promise<StoreUnderTest>
       await assert.rejects(store.putImage({ id: 'nope', manifestDigest: sha256Digest('m'), size: 1, topChainId: '', pinned: false, names: [] }), category('invalid-argument'));
     });
 
+    test('image records: a unique prefix of an id finds the image, with or without sha256: (containerd resolves image id prefixes); an ambiguous one is refused', async () => {
+      const a = `sha256:e0e01${'0'.repeat(59)}`;
+      const b = `sha256:e0e02${'0'.repeat(59)}`;
+      for (const id of [a, b]) await store.putImage({ id, manifestDigest: sha256Digest(id), size: 1, topChainId: '', pinned: false, names: [{ name: `example.com/prefix:${id.slice(11, 12)}`, kind: 'tag' }] });
+      assert.equal((await store.getImage('e0e01')).id, a);
+      assert.equal((await store.getImage('sha256:e0e02')).id, b);
+      assert.equal((await store.getImage(a.slice(7))).id, a, 'the hex of a full id');
+      await assert.rejects(store.getImage('e0e0'), category('failed-precondition'));
+      await assert.rejects(store.getImage('sha256:e0e0'), category('failed-precondition'));
+      await assert.rejects(store.getImage('e0e03'), category('not-found'));
+      await store.deleteImage('e0e01');
+      assert.equal((await store.getImage('e0e0')).id, b, 'unique again once the other is gone');
+      await store.deleteImage(b);
+    });
+
+    test('image records: an image goes with its last tag, its digest names with it; with another tag left only the one name goes (as containerd, CRI-O and Docker)', async () => {
+      const id = sha256Digest('config-tags');
+      const tag1 = { name: 'example.com/tags:1', kind: 'tag' as const };
+      const tag2 = { name: 'example.com/tags:2', kind: 'tag' as const };
+      const digest = { name: `example.com/tags@${sha256Digest('manifest-tags')}`, kind: 'digest' as const };
+      await store.putImage({ id, manifestDigest: sha256Digest('manifest-tags'), size: 1, topChainId: '', pinned: false, names: [tag1, tag2, digest] });
+      assert.deepEqual(await store.removeImageName(tag1.name), { imageRemoved: false });
+      assert.deepEqual((await store.getImage(id)).names.map((n) => n.name).sort(), [digest.name, tag2.name].sort());
+      assert.deepEqual(await store.removeImageName(tag2.name), { imageRemoved: true }, 'the last tag takes the digest name along');
+      await assert.rejects(store.getImage(id), category('not-found'));
+      await assert.rejects(store.getImage(digest.name), category('not-found'));
+      // A digest name goes alone while a tag is left; an image pulled by digest only goes with its last digest name.
+      const digest2 = { name: `example.org/tags@${sha256Digest('manifest-tags')}`, kind: 'digest' as const };
+      await store.putImage({ id, manifestDigest: sha256Digest('manifest-tags'), size: 1, topChainId: '', pinned: false, names: [tag1, digest] });
+      assert.deepEqual(await store.removeImageName(digest.name), { imageRemoved: false });
+      assert.deepEqual((await store.getImage(id)).names.map((n) => n.name), [tag1.name]);
+      assert.deepEqual(await store.removeImageName(tag1.name), { imageRemoved: true });
+      await store.putImage({ id, manifestDigest: sha256Digest('manifest-tags'), size: 1, topChainId: '', pinned: false, names: [digest, digest2] });
+      assert.deepEqual(await store.removeImageName(digest.name), { imageRemoved: false }, 'another digest name keeps an image that has no tag');
+      assert.deepEqual(await store.removeImageName(digest2.name), { imageRemoved: true });
+      await assert.rejects(store.getImage(id), category('not-found'));
+    });
+
     test('garbage collection keeps everything referenced or leased and removes the rest', async () => {
       // An image: manifest → config + layer (labels), layer → its snapshot.
       const layerSnap = 'sha256:' + '3'.repeat(64);

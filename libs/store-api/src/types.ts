@@ -195,10 +195,18 @@ export interface ImageRecord {
 export interface ImageStore {
   /** Creates or updates an image; a name it takes is moved off any other image. */
   putImage(record: Omit<ImageRecord, 'createdAt'>): Promise<ImageRecord>;
-  /** By id or by name. */
+  /**
+   * By id, by name, or by a unique prefix of an id (lowercase hex, with or
+   * without its `sha256:`, as crictl shows image ids): NotFoundError when
+   * none, FailedPreconditionError for a prefix of several ids.
+   */
   getImage(ref: string): Promise<ImageRecord>;
   listImages(): Promise<ImageRecord[]>;
-  /** Removes one name; the image is removed with its last name. */
+  /**
+   * Removes one name. The image goes with its last tag, its digest names
+   * with it (as containerd, CRI-O and Docker remove an image with its last
+   * tag); one without tags goes with its last digest name.
+   */
   removeImageName(name: string): Promise<{ imageRemoved: boolean }>;
   deleteImage(ref: string): Promise<void>;
 }

@@ -41,27 +41,30 @@ export async function toCriImage(store: Store, record: ImageRecord): Promise<cri
   };
 }
 
-/** The image a CRI ImageSpec names, by id, tag or digest, normalised; undefined when there is none. */
+/**
+ * The image a CRI ImageSpec names, as containerd resolves one: a reference
+ * (normalised: `busybox` is `docker.io/library/busybox:latest`), else an id
+ * or a unique prefix of one, with or without `sha256:` (the store's lookup).
+ * Undefined when there is none; a prefix of several ids is
+ * FailedPreconditionError.
+ */
 export async function findImage(store: Store, spec: criV1.ImageSpec | undefined, normalise: (image: string) => string): Promise<ImageRecord | undefined> {
   const image = spec?.image ?? '';
   if (image === '') throw new InvalidArgumentError('an image is required');
-  for (const candidate of candidates(image, normalise)) {
+  const candidates: string[] = [];
+  try {
+    candidates.push(normalise(image));
+  } catch {
+    // not a reference: only an id can match
+  }
+  if (candidates[0] !== image) candidates.push(image);
+  for (const candidate of candidates) {
     try {
       return await store.getImage(candidate);
     } catch (err) {
+      // Not there, or not a name the store could hold.
       if (!isCategory(err, 'not-found') && !isCategory(err, 'invalid-argument')) throw err;
     }
   }
   return undefined;
-}
-
-function candidates(image: string, normalise: (image: string) => string): string[] {
-  const out = [image];
-  if (/^[0-9a-f]{64}$/.test(image)) out.push(`sha256:${image}`);
-  try {
-    out.push(normalise(image));
-  } catch {
-    // not a reference: only an id can match
-  }
-  return out;
 }

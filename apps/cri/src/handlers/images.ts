@@ -1,4 +1,4 @@
-import { InvalidArgumentError, UnavailableError } from '@berth/errors';
+import { InvalidArgumentError, isCategory, UnavailableError } from '@berth/errors';
 import type { criV1 } from '@berth/proto';
 import { formatReference, parseReference } from '@berth/registry';
 import type { FsUsage } from '@berth/store-api';
@@ -112,12 +112,19 @@ export function createPullImageHandler(backends: Backends, usage?: FsUsageView) 
   };
 }
 
-/** ListImages: every image, or those the filter's image names (by id, tag or digest). */
+/**
+ * ListImages: every image, or the one the filter's image names (by tag,
+ * digest, id or a unique id prefix); an ambiguous prefix names none, as in
+ * the pod and container list filters.
+ */
 export function createListImagesHandler(backends: Backends) {
   return async (request: criV1.ListImagesRequest): Promise<criV1.ListImagesResponse> => {
     const store = backends.images;
     if (request.filter?.image?.image) {
-      const one = await findImage(store, request.filter.image, normalise);
+      const one = await findImage(store, request.filter.image, normalise).catch((err: unknown) => {
+        if (isCategory(err, 'failed-precondition')) return undefined;
+        throw err;
+      });
       return { images: one === undefined ? [] : [await toCriImage(store, one)] };
     }
     return { images: await Promise.all((await store.listImages()).map((r) => toCriImage(store, r))) };
@@ -135,9 +142,12 @@ export function createImageStatusHandler(backends: Backends) {
 }
 
 /**
- * RemoveImage: by id removes the image; by a tag or digest removes that name
- * only (the image goes with its last name). Removing what is not there
- * succeeds, as the kubelet expects.
+ * RemoveImage: by id (or a unique prefix of one) removes the image; by a
+ * tag or digest removes that name, and the image goes with its last tag,
+ * its digest names with it (as containerd, CRI-O and Docker; the store's
+ * removeImageName), its blobs and snapshots with the garbage collection
+ * that follows. Removing what is not there succeeds, as the kubelet
+ * expects.
  */
 export function createRemoveImageHandler(backends: Backends, usage?: FsUsageView) {
   return async (request: criV1.RemoveImageRequest): Promise<criV1.RemoveImageResponse> => {
@@ -145,8 +155,13 @@ export function createRemoveImageHandler(backends: Backends, usage?: FsUsageView
     const record = await findImage(backends.images, request.image, normalise);
     if (record === undefined) return {};
     const byName = record.names.find((n) => n.name === image || (() => { try { return n.name === normalise(image); } catch { return false; } })());
-    if (byName !== undefined && record.names.length > 1) await backends.images.removeImageName(byName.name);
-    else await backends.images.deleteImage(record.id);
+    try {
+      if (byName !== undefined) await backends.images.removeImageName(byName.name);
+      else await backends.images.deleteImage(record.id);
+    } catch (err) {
+      // Removed meanwhile by another call: what was asked for is done.
+      if (!isCategory(err, 'not-found')) throw err;
+    }
     usage?.changed();
     return {};
   };
