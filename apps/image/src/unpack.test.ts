@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, chownSync, existsSync, linkSync, lstatSync, lutimesSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { gzipSync } from 'node:zlib';
+import { gunzipSync, gzipSync } from 'node:zlib';
 import { after, test } from 'node:test';
 import { isCategory } from '@berth/errors';
 import { lgetxattr, lsetxattr, mknod, S_IFCHR, S_IFIFO } from '@berth/native';
@@ -211,6 +211,153 @@ test('corrupt, truncated and non-tar layers are refused', async () => {
   await assert.rejects(applyLayer(Readable.from([gz.subarray(0, gz.length - 10)]), root, { compression: 'gzip', maxUncompressedBytes: 1 << 30 }), refused(/gzip layer is truncated/));
   await assert.rejects(applyLayer(Readable.from([Buffer.concat([gz, Buffer.from('garbage')])]), root, { compression: 'gzip', maxUncompressedBytes: 1 << 30 }), refused(/gzip layer does not decompress/));
   await assert.rejects(applyLayer(Readable.from([Buffer.alloc(2048, 'z')]), root, { compression: 'none', maxUncompressedBytes: 1 << 30 }), refused(/not a valid tar/));
+});
+
+// Where a layer's tar may end is pinned to Go's archive/tar (src/archive/tar/reader.go), which
+// containerd, CRI-O and Docker unpack with: Next takes io.EOF where a header would begin, or
+// anywhere in the padding after an entry's data (tryReadFull), as the end of the archive, so a tar
+// may stop right after its last file's data, as umoci 0.4.7 writes every layer. EOF inside data or
+// inside a header block is io.ErrUnexpectedEOF; a zero block followed by anything but a second one
+// is ErrHeader or io.ErrUnexpectedEOF.
+
+type Compression = 'none' | 'gzip' | 'zstd';
+const compress = (tar: Buffer, compression: Compression) =>
+  compression === 'gzip' ? gzipSync(tar) : compression === 'zstd' ? execFileSync('zstd', ['-q', '-c'], { input: tar }) : tar;
+
+async function applyBytes(tar: Buffer, compression: Compression = 'none', pieces = 0) {
+  const root = join(base, String(n++));
+  mkdirSync(root);
+  const blob = compress(tar, compression);
+  const chunks: Buffer[] = [];
+  if (pieces > 0) for (let i = 0; i < blob.length; i += pieces) chunks.push(blob.subarray(i, i + pieces));
+  else chunks.push(blob);
+  const result = await applyLayer(chunks, root, { compression, maxUncompressedBytes: 1 << 30 });
+  return { root, result };
+}
+
+/** Where `content` (unique in the tar) ends: the end of that file's data. */
+const dataEnd = (tar: Buffer, content: Buffer) => {
+  const at = tar.indexOf(content);
+  assert.ok(at > 0 && tar.indexOf(content, at + 1) < 0, 'the marker is unique');
+  return at + content.length;
+};
+
+/** A tree tarred by GNU tar in the given format, and by tar-stream (ustar), its last file last. */
+async function treeTars() {
+  const last = Buffer.from(`the last file ends here ${randomBytes(8).toString('hex')}\n`);
+  const src = mkdtempSync('/var/tmp/berth-src-');
+  try {
+    mkdirSync(join(src, 'dir'));
+    writeFileSync(join(src, 'dir/a'), 'a'.repeat(1000));
+    writeFileSync(join(src, 'z'), last);
+    const gnu = (format: string) => execFileSync('tar', [`--format=${format}`, '-C', src, '-cf', '-', 'dir', 'z']);
+    const stream = await tarLayer([{ type: 'dir', path: '/dir' }, { type: 'file', path: '/dir/a', content: 'a'.repeat(1000) }, { type: 'file', path: '/z', content: last }]);
+    return { last, tars: { gnu: gnu('gnu'), pax: gnu('pax'), ustar: stream } };
+  } finally {
+    rmSync(src, { recursive: true, force: true });
+  }
+}
+
+test('a tar that stops right after its last file, or partway through the padding, unpacks as Go reads it; its diff ID is of the bytes given', async () => {
+  const { last, tars } = await treeTars();
+  const padding = 512 - (last.length % 512);
+  for (const [format, tar] of Object.entries(tars)) {
+    const end = dataEnd(tar, last);
+    for (const extra of [0, 1, padding - 1]) {
+      const cut = tar.subarray(0, end + extra);
+      assert.notEqual(cut.length % 512, 0);
+      for (const compression of ['none', 'gzip', 'zstd'] as const) {
+        const what = `${format}, cut ${extra} bytes into the padding, ${compression}`;
+        const { root, result } = await applyBytes(cut, compression).catch((e: Error) => assert.fail(`${what}: ${e.message}`));
+        assert.equal(result.diffId, sha256Digest(cut), what);
+        assert.equal(result.uncompressedBytes, cut.length, what);
+        assert.ok(readFileSync(join(root, 'z')).equals(last), what);
+        assert.equal(readFileSync(join(root, 'dir/a'), 'utf8'), 'a'.repeat(1000), what);
+      }
+    }
+  }
+  // Fed in odd pieces, the padding made up and the skips that end inside a piece.
+  const cut = tars.pax.subarray(0, dataEnd(tars.pax, last));
+  for (const compression of ['none', 'gzip'] as const) {
+    const { root, result } = await applyBytes(cut, compression, 7);
+    assert.equal(result.diffId, sha256Digest(cut));
+    assert.ok(readFileSync(join(root, 'z')).equals(last));
+  }
+  const { result } = await applyBytes(tars.gnu, 'none', 13);
+  assert.equal(result.diffId, sha256Digest(tars.gnu), 'a whole tar in odd pieces');
+});
+
+test('a tar cut inside a file, a header or its end-of-archive blocks is refused, as Go refuses it', async () => {
+  const { last, tars } = await treeTars();
+  const tar = tars.ustar;
+  const end = dataEnd(tar, last);
+  const header = end - last.length - 512; // the last file's header
+  const eoa = end + 512 - (last.length % 512); // where the end-of-archive blocks begin
+  assert.ok(tar.subarray(header + 500, header + 512).equals(Buffer.alloc(12)));
+  const cuts: [string, Buffer, RegExp][] = [
+    ['inside the last file', tar.subarray(0, end - 1), /^z: Truncated tar archive/],
+    ['inside the first file', tar.subarray(0, dataEnd(tar, Buffer.from('a'.repeat(1000))) - 600), /^dir\/a: Truncated tar archive/],
+    // What is missing of this header is zeros: made-up zeros would make a valid header of it.
+    ['inside a header, after its last non-zero byte', tar.subarray(0, header + 500), /not a valid tar: Truncated tar archive/],
+    ['inside a header', tar.subarray(0, header + 100), /not a valid tar: Truncated tar archive/],
+    ['inside the first zero block', tar.subarray(0, eoa + 100), /not a valid tar: Truncated tar archive/],
+    ['inside the second zero block', tar.subarray(0, eoa + 612), /zero block is followed by something other than a second one/],
+    ['one zero block, then a header', Buffer.concat([tar.subarray(0, eoa + 512), tar.subarray(header, end)]), /zero block is followed by something other than a second one/],
+  ];
+  for (const [what, cut, message] of cuts) {
+    for (const compression of ['none', 'gzip', 'zstd'] as const) {
+      await assert.rejects(applyBytes(cut, compression), refused(message), `${what}, ${compression}`);
+    }
+  }
+  const pax = tars.pax;
+  const body = pax.lastIndexOf(Buffer.from(' mtime='));
+  await assert.rejects(applyBytes(pax.subarray(0, body)), refused(/not a valid tar: the input ends early/), 'inside an extended header');
+  const whiteout = await tarLayer([{ type: 'file', path: '/.wh.gone', content: 'x'.repeat(100) }]);
+  await assert.rejects(applyBytes(whiteout.subarray(0, 512 + 50)), refused(/^\.wh\.gone: Truncated/), 'inside a whiteout (its data is dropped, but must be there)');
+
+  // Go ends the archive after one zero block and EOF, or after two, whatever follows them.
+  for (const ok of [tar.subarray(0, eoa + 512), Buffer.concat([tar.subarray(0, eoa + 1024), Buffer.from('trailing')])]) {
+    const { root, result } = await applyBytes(ok);
+    assert.equal(result.diffId, sha256Digest(ok));
+    assert.ok(readFileSync(join(root, 'z')).equals(last));
+  }
+});
+
+const umoci = (() => {
+  try {
+    execFileSync('umoci', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+test('a layer umoci wrote (no padding, no end-of-archive blocks) unpacks to the diff ID umoci recorded', { skip: !umoci && 'umoci is not installed' }, async () => {
+  const work = mkdtempSync('/var/tmp/berth-umoci-');
+  try {
+    const src = join(work, 'src');
+    mkdirSync(join(src, 'etc'), { recursive: true });
+    writeFileSync(join(src, 'etc/hello'), 'hello from umoci\n');
+    const layout = join(work, 'oci');
+    execFileSync('umoci', ['init', '--layout', layout]);
+    execFileSync('umoci', ['new', '--image', `${layout}:t`]);
+    execFileSync('umoci', ['insert', '--image', `${layout}:t`, src, '/']);
+    const blob = (digest: string) => readFileSync(join(layout, 'blobs', ...digest.split(':')));
+    const index = JSON.parse(readFileSync(join(layout, 'index.json'), 'utf8')) as { manifests: { digest: string }[] };
+    const manifest = JSON.parse(blob(index.manifests[0]!.digest).toString()) as { config: { digest: string }; layers: { digest: string; mediaType: string }[] };
+    const config = JSON.parse(blob(manifest.config.digest).toString()) as { rootfs: { diff_ids: string[] } };
+    const layer = manifest.layers.at(-1)!;
+    assert.match(layer.mediaType, /gzip/);
+    const gz = blob(layer.digest);
+    assert.notEqual(gunzipSync(gz).length % 512, 0, 'umoci ended the tar inside a block');
+    const root = join(base, String(n++));
+    mkdirSync(root);
+    const result = await applyLayer([gz], root, { compression: 'gzip', maxUncompressedBytes: 1 << 30 });
+    assert.equal(result.diffId, config.rootfs.diff_ids.at(-1));
+    assert.equal(readFileSync(join(root, 'etc/hello'), 'utf8'), 'hello from umoci\n');
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
 });
 
 test('a full disk is RESOURCE_EXHAUSTED, named by its errno, not blamed on the layer', async () => {

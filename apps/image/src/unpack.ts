@@ -24,6 +24,13 @@ export type ApplyResult = LayerApplyResult;
  * hard-link target outside the layer are refused, as is a layer that
  * decompresses to more than maxUncompressedBytes: FAILED_PRECONDITION, as
  * the layer is at fault. A full disk is RESOURCE_EXHAUSTED.
+ *
+ * The tar may end where Go's archive/tar (containerd, CRI-O) lets it: where
+ * a header would begin, or right after the last entry's data or partway
+ * through its padding, with no end-of-archive blocks (umoci writes layers so);
+ * the diff ID is of the bytes as given. Cut inside an entry's data or a
+ * header, or with anything but a second zero block after a first, it is
+ * refused (FAILED_PRECONDITION).
  */
 export async function applyLayer(blob: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, root: string, options: ApplyOptions): Promise<ApplyResult> {
   try {

@@ -16,6 +16,9 @@
  * trusted.overlay.opaque xattr); a layer's own trusted.overlay.* xattrs are
  * dropped, as they would steer overlayfs. The uncompressed size is capped.
  *
+ * Where the tar may end is Go's archive/tar's rule, the one containerd,
+ * CRI-O and Docker apply, not libarchive's: see "end of the input" below.
+ *
  * The thread is the applier's own, not one of libuv's pool: libarchive pulls
  * its input, so the thread waits for JS between chunks, and four such waits
  * would fill the pool that the file reads feeding them need.
@@ -106,6 +109,14 @@ typedef struct {
   size_t zstd_last;
   bool started, out_full;
   uint8_t *out;
+  /* Bytes made (hashed) and not yet handed to libarchive: the rest of a run a skip ended inside. */
+  const uint8_t *run;
+  size_t run_len;
+  /* The offset in the tar libarchive has been given bytes up to (or skipped to); see "end of the input". */
+  uint64_t fed;
+  bool in_data;      /* inside archive_read_data_block */
+  bool padded;       /* the input ended inside the last entry's padding, and the rest was made up */
+  struct archive *reader; /* libarchive's reader of the tar */
   EVP_MD_CTX *hash;
   double bytes;
   /* The first failure wins; `content` says the layer caused it. */
@@ -297,11 +308,93 @@ static ssize_t produce(applier *ap, const void **out) {
   }
 }
 
+/*
+ * The end of the input. The tar may stop wherever Go's archive/tar
+ * (src/archive/tar/reader.go) ends an archive without an error:
+ *  - where a header would begin (Next: io.EOF after 0 bytes of a header);
+ *  - right after an entry's data, or partway through the padding that
+ *    rounds it to 512 bytes: Next reads that padding with tryReadFull, and
+ *    io.EOF there is the end of the archive. Some image tools (umoci 0.4.7)
+ *    end every layer like that;
+ *  - after one zero block, or two and anything after them.
+ * Go fails (io.ErrUnexpectedEOF or ErrHeader), and so does Berth, when it
+ * ends inside an entry's data, inside a header (an extended header's body
+ * included) or inside the second zero block, or when one zero block is
+ * followed by anything but another.
+ *
+ * libarchive ends at a header's start, and at one zero block, as Go does;
+ * the rest is made up here. libarchive reads headers, extended headers and
+ * data with read-aheads (read_cb), and consumes an entry's padding with a
+ * skip (skip_cb) once its data is read; the applier reads every entry's
+ * data to the end and never asks libarchive to skip it. So a skip inside
+ * archive_read_data_block that runs past the end of the input is the
+ * padding after the entry's last data byte (libarchive 3.6's read_data
+ * skips nothing else): the entry is complete, and skip_cb reports the
+ * missing bytes as skipped. That is all that is made up, and only ever as
+ * skipped bytes, whose content libarchive never sees: nothing made up
+ * reaches a file or the hash. libarchive then reads the next header and
+ * finds the end of the input where it begins. The end of the input inside
+ * data or a header reaches a read-ahead, and libarchive fails as before.
+ * As a second guard the bytes made up must be fewer than 512 and end on a
+ * block boundary. After a zero block, what libarchive accepts and Go does
+ * not is refused in extract(), from where libarchive's header read began
+ * and ended.
+ */
+
+/* Hands libarchive the next run of uncompressed bytes; 0 at the end of the input. */
 static la_ssize_t read_cb(struct archive *a, void *p, const void **buf) {
   applier *ap = p;
-  ssize_t n = produce(ap, buf);
-  if (n < 0) archive_set_error(a, ap->err_errno != 0 ? ap->err_errno : EINVAL, "%s", ap->err);
+  if (ap->run_len == 0) {
+    const void *run;
+    ssize_t n = produce(ap, &run);
+    if (n < 0) {
+      archive_set_error(a, ap->err_errno != 0 ? ap->err_errno : EINVAL, "%s", ap->err);
+      return -1;
+    }
+    ap->run = run;
+    ap->run_len = (size_t)n;
+  }
+  ssize_t n = (ssize_t)ap->run_len;
+  *buf = ap->run;
+  ap->fed += ap->run_len;
+  ap->run_len = 0;
   return n;
+}
+
+/*
+ * Skips `request` bytes for libarchive (they are still decompressed and
+ * hashed); returns how many. Short at the end of the input, save for the
+ * last entry's padding (above), or on failure, which the read libarchive
+ * falls back to then reports.
+ */
+static la_int64_t skip_cb(struct archive *a, void *p, la_int64_t request) {
+  applier *ap = p;
+  la_int64_t skipped = 0;
+  while (skipped < request) {
+    if (ap->run_len == 0) {
+      const void *run;
+      ssize_t n = produce(ap, &run);
+      if (n < 0) break;
+      if (n == 0) {
+        la_int64_t missing = request - skipped;
+        if (ap->in_data && !ap->padded && missing < 512 && (ap->fed + (uint64_t)missing) % 512 == 0) {
+          ap->padded = true;
+          ap->fed += (uint64_t)missing;
+          skipped += missing;
+        }
+        break;
+      }
+      ap->run = run;
+      ap->run_len = (size_t)n;
+    }
+    size_t take = ap->run_len;
+    if ((uint64_t)take > (uint64_t)(request - skipped)) take = (size_t)(request - skipped);
+    ap->run += take;
+    ap->run_len -= take;
+    ap->fed += take;
+    skipped += (la_int64_t)take;
+  }
+  return skipped;
 }
 
 /* ------------------------------------------------------------ filesystem */
@@ -530,7 +623,36 @@ static void archive_failed(applier *ap, struct archive *a, const char *what) {
   const char *msg = archive_error_string(a);
   /* Out of space or I/O trouble is the node's, not the layer's. */
   bool system = e == ENOSPC || e == EDQUOT || e == EIO || e == ENOMEM || e == EROFS;
-  fail(ap, system ? e : 0, !system, "%s: %s", what, msg != NULL ? msg : "failed");
+  /* libarchive fails some reads past the end of the input (an extended header's body) without a message. */
+  if (msg == NULL) msg = a == ap->reader && ap->eof ? "the input ends early" : "failed";
+  fail(ap, system ? e : 0, !system, "%s: %s", what, msg);
+}
+
+/* The entry's next block of data; inside it, the end of the input may fall in the padding (see "end of the input"). */
+static int read_block(applier *ap, struct archive *in, const void **block, size_t *size, la_int64_t *offset) {
+  ap->in_data = true;
+  int r = archive_read_data_block(in, block, size, offset);
+  ap->in_data = false;
+  return r;
+}
+
+/*
+ * Reads the rest of the entry's data and drops it; false (recorded) on
+ * failure. Read, not skipped, so that the input ending inside the data
+ * fails as it should.
+ */
+static bool drop_data(applier *ap, struct archive *in, const char *rel) {
+  const void *block;
+  size_t size;
+  la_int64_t offset;
+  int r;
+  while ((r = read_block(ap, in, &block, &size, &offset)) == ARCHIVE_OK) {
+  }
+  if (r != ARCHIVE_EOF) {
+    archive_failed(ap, in, rel);
+    return false;
+  }
+  return true;
 }
 
 /* Applies one entry; false on failure. `path` and `link` are scratch buffers of PATH_MAX. */
@@ -541,7 +663,7 @@ static bool apply_entry(applier *ap, struct archive *in, struct archive *disk, s
     return false;
   }
   if (!clean_name(ap, name, rel, PATH_MAX)) return false;
-  if (rel[0] == '\0') return archive_read_data_skip(in) >= ARCHIVE_WARN;
+  if (rel[0] == '\0') return drop_data(ap, in, name);
   char dir[PATH_MAX];
   const char *base = split(rel, dir, sizeof dir);
   int dirfd = parent_dir(ap, dir);
@@ -552,11 +674,11 @@ static bool apply_entry(applier *ap, struct archive *in, struct archive *disk, s
       fail(ap, errno, false, "mark /%s opaque: %s", dir, strerror(errno));
       return false;
     }
-    return archive_read_data_skip(in) >= ARCHIVE_WARN;
+    return drop_data(ap, in, rel);
   }
   if (strncmp(base, ".wh..wh.", 8) == 0) {
     /* Other aufs metadata (.wh..wh.plnk, .wh..wh.aufs) describes nothing to create. */
-    return archive_read_data_skip(in) >= ARCHIVE_WARN;
+    return drop_data(ap, in, rel);
   }
   if (strncmp(base, ".wh.", 4) == 0) {
     const char *gone = base + 4;
@@ -571,7 +693,7 @@ static bool apply_entry(applier *ap, struct archive *in, struct archive *disk, s
       fail(ap, errno, false, "whiteout /%s: %s", rel, strerror(errno));
       return false;
     }
-    return archive_read_data_skip(in) >= ARCHIVE_WARN;
+    return drop_data(ap, in, rel);
   }
 
   const char *hardlink = archive_entry_hardlink(e);
@@ -621,7 +743,7 @@ static bool apply_entry(applier *ap, struct archive *in, struct archive *disk, s
     size_t size;
     la_int64_t offset;
     int r;
-    while ((r = archive_read_data_block(in, &block, &size, &offset)) == ARCHIVE_OK) {
+    while ((r = read_block(ap, in, &block, &size, &offset)) == ARCHIVE_OK) {
       if (archive_write_data_block(disk, block, size, offset) != ARCHIVE_OK) {
         archive_failed(ap, disk, rel);
         return false;
@@ -632,6 +754,8 @@ static bool apply_entry(applier *ap, struct archive *in, struct archive *disk, s
       return false;
     }
   }
+  /* Whatever libarchive still holds as data (none for most entries): read, not skipped. */
+  if (!drop_data(ap, in, rel)) return false;
   if (archive_write_finish_entry(disk) != ARCHIVE_OK) {
     archive_failed(ap, disk, rel);
     return false;
@@ -647,17 +771,37 @@ static void extract(applier *ap) {
     fail(ap, ENOMEM, false, "out of memory");
     goto out;
   }
+  ap->reader = in;
   archive_read_support_format_tar(in);
   archive_read_support_format_empty(in);
   archive_write_disk_set_options(disk, disk_flags);
-  if (archive_read_open(in, ap, NULL, read_cb, NULL) != ARCHIVE_OK) {
+  if (archive_read_open2(in, ap, NULL, read_cb, skip_cb, NULL) != ARCHIVE_OK) {
     archive_failed(ap, in, "layer is not a valid tar");
     goto out;
   }
   for (;;) {
     struct archive_entry *e;
+    /* With no filter of libarchive's own, filter 0 is the tar as read_cb and skip_cb give it. */
+    int64_t header_at = archive_filter_bytes(in, 0);
     int r = archive_read_next_header(in, &e);
-    if (r == ARCHIVE_EOF) break;
+    if (r == ARCHIVE_EOF) {
+      /*
+       * libarchive ends the archive at one zero block whatever follows it;
+       * Go's archive/tar wants the input to end there, or a second zero
+       * block (after which nothing is read).
+       */
+      int64_t end = archive_filter_bytes(in, 0);
+      if (end - header_at == 512) {
+        const void *more;
+        bool followed = ap->fed > (uint64_t)end || ap->run_len > 0 || produce(ap, &more) > 0;
+        if (ap->failed) goto out;
+        if (followed) {
+          fail(ap, 0, true, "layer is not a valid tar: a zero block is followed by something other than a second one");
+          goto out;
+        }
+      }
+      break;
+    }
     if (r < ARCHIVE_WARN) {
       archive_failed(ap, in, "layer is not a valid tar");
       goto out;
