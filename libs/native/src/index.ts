@@ -348,7 +348,8 @@ export class LayerApplier {
 
   /** Hands a batch over; resolves once the thread has taken it, or has ended. */
   async push(chunks: Uint8Array[]): Promise<void> {
-    if (this.finished || chunks.length === 0) return;
+    // The thread ignores a batch with no bytes (and would never report it taken).
+    if (this.finished || chunks.every((c) => c.byteLength === 0)) return;
     if (this.taken !== undefined) throw new Error('LayerApplier.push: the previous push has not been taken yet');
     this.held.push(chunks);
     if (!binding.applierPush(this.handle, chunks)) throw new Error('LayerApplier.push: the applier refused the batch');
