@@ -5,14 +5,15 @@
 //
 // The images critest needs are built by the kit's build-images.sh into a
 // throwaway docker-registry whose storage is cached (keyed on the kit's files)
-// under $BERTH_CONFORMANCE_CACHE, default /var/cache/berth-conformance. The
+// under $CONFORMANCE_CACHE, default /var/cache/berth-conformance. The
 // stack mirrors gcr.io and registry.k8s.io to that registry, since critest
 // asks for those names and compares the names it gets back.
 //
-// BERTH_CONFORMANCE_DIR: the kit's conformance directory (default
-// ../shared/conformance next to the repository). BERTH_CONFORMANCE_FOCUS: a
+// CONFORMANCE_DIR: the kit's conformance directory (default
+// ../shared/conformance next to the repository). CONFORMANCE_FOCUS: a
 // ginkgo focus regexp, to run a part (e.g. 'Image Manager').
-// BERTH_CONFORMANCE_TIMEOUT_MINUTES: critest's bound on the whole run (20).
+// CONFORMANCE_TIMEOUT_MINUTES: critest's bound on the whole run (20). (Not BERTH_*:
+// berthd takes those as configuration and refuses an unknown key.)
 // The report stays in tmp/conformance/: critest.log, report.json, failed.txt,
 // specs.tsv, and berth.log (what the stack printed).
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -22,10 +23,10 @@ import { startStack, type RegistryHandle, type StackHandle } from '@berth/testin
 import { forceRemove, imageRegistry, locateKit, mountsUnder, readSpecs, repoRoot, run, suiteFailures, type Spec } from './kit.js';
 
 const outDir = join(repoRoot, 'tmp/conformance');
-const cacheDir = process.env['BERTH_CONFORMANCE_CACHE'] || '/var/cache/berth-conformance';
-// A whole run takes one to two minutes; the bound (BERTH_CONFORMANCE_TIMEOUT_MINUTES) is for a
+const cacheDir = process.env['CONFORMANCE_CACHE'] || '/var/cache/berth-conformance';
+// A whole run takes one to two minutes; the bound (CONFORMANCE_TIMEOUT_MINUTES) is for a
 // runtime that hangs. critest's own timeout ends the run with a report; a hard kill follows.
-const timeoutMinutes = Number(process.env['BERTH_CONFORMANCE_TIMEOUT_MINUTES'] || 20);
+const timeoutMinutes = Number(process.env['CONFORMANCE_TIMEOUT_MINUTES'] || 20);
 const killAfterMs = (timeoutMinutes + 5) * 60_000;
 
 const note = (line: string): void => {
@@ -67,7 +68,7 @@ async function conformance(): Promise<Spec[]> {
     stack = await startStack({ extraConfig: `[image]\nhostsDir = "${hostsDir}"\n` });
     note(`stack up in ${seconds(t)}, CRI on ${stack.socket}`);
 
-    const focus = process.env['BERTH_CONFORMANCE_FOCUS'];
+    const focus = process.env['CONFORMANCE_FOCUS'];
     const args = [kit.runCritest, `unix://${stack.socket}`, registry.host, outDir, '--', `-ginkgo.timeout=${timeoutMinutes}m`, ...(focus ? [`-ginkgo.focus=${focus}`] : [])];
     t = Date.now();
     const result = await run('bash', args, { env: { ...process.env, CRITEST: kit.critest }, timeoutMs: killAfterMs, log: join(outDir, 'run-critest.out') });

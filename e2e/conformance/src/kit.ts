@@ -19,13 +19,13 @@ export interface Kit {
 }
 
 /**
- * The kit: $BERTH_CONFORMANCE_DIR, else ../shared/conformance next to the
+ * The kit: $CONFORMANCE_DIR, else ../shared/conformance next to the
  * repository. Throws, naming what is missing, when it is not there.
  */
 export function locateKit(env: NodeJS.ProcessEnv = process.env): Kit {
-  const override = env['BERTH_CONFORMANCE_DIR'];
+  const override = env['CONFORMANCE_DIR'];
   const dir = resolve(override !== undefined && override !== '' ? override : join(repoRoot, '../shared/conformance'));
-  const how = override ? 'BERTH_CONFORMANCE_DIR' : 'the default ../shared/conformance next to the repository; set BERTH_CONFORMANCE_DIR to the kit\'s conformance directory';
+  const how = override ? 'CONFORMANCE_DIR' : 'the default ../shared/conformance next to the repository; set CONFORMANCE_DIR to the kit\'s conformance directory';
   const kit: Kit = {
     dir,
     buildImages: join(dir, 'build-images.sh'),
