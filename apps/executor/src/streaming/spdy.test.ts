@@ -210,6 +210,38 @@ describe('SPDY/3.1 session', () => {
     session.close();
   });
 
+  test('a client ending the connection ends the server side too, on a half-open socket as an HTTP upgrade hands over', async () => {
+    const accepted: Socket[] = [];
+    const halfOpen = createServer({ allowHalfOpen: true }, (socket) => {
+      accepted.push(socket);
+      sessions.push(new SpdySession(socket));
+    });
+    halfOpen.listen(0, '127.0.0.1');
+    await once(halfOpen, 'listening');
+    const before = sessions.length;
+    const socket = connect((halfOpen.address() as { port: number }).port, '127.0.0.1');
+    try {
+      await once(socket, 'connect');
+      while (sessions.length === before) await new Promise((r) => setTimeout(r, 2));
+      const client = new Client(socket);
+      const session = sessions.at(-1)!;
+      const streams: SpdyStream[] = [];
+      session.on('stream', (s: SpdyStream) => streams.push(s));
+      await client.synStream(1, { streamtype: 'stdout' });
+      await client.waitFor((f) => f.control && f.type === 2 && f.id === 1);
+      const gone = once(session, 'close');
+      const serverEnded = once(socket, 'end').then(() => true);
+      socket.end();
+      await gone;
+      assert.ok(streams[0]!.destroyed, 'the open stream goes with the connection');
+      assert.ok(await Promise.race([serverEnded, new Promise<boolean>((r) => setTimeout(() => r(false), 3000))]), 'the server ends its side of the connection');
+    } finally {
+      socket.destroy();
+      for (const s of accepted) s.destroy();
+      halfOpen.close();
+    }
+  });
+
   test('ends the connection on a frame too large, a foreign version or a header bomb', async () => {
     for (const bad of [
       async () => control(1, 0, Buffer.alloc(2 << 20)),

@@ -253,7 +253,13 @@ export class SpdySession extends EventEmitter {
     });
     socket.on('close', () => this.teardown());
     socket.on('error', () => this.teardown());
-    socket.on('end', () => this.teardown());
+    // The client ended the connection (it closed it, or died): the server's side ends too. A
+    // socket taken over from an HTTP upgrade is half-open (the HTTP server's allowHalfOpen): left
+    // alone it stayed in CLOSE_WAIT for good, and the streaming server's stop waited on it.
+    socket.on('end', () => {
+      this.teardown();
+      socket.end();
+    });
   }
 
   /** Writes raw frame bytes; `cb` runs once the socket took them. */
