@@ -547,7 +547,6 @@ describe('crictl: pods and containers', () => {
 
   test(
     'attach -i ends when its stdin ends; the container (not stdin_once) keeps running',
-    { todo: 'Berth keeps the attach session open after the client closes stdin (containerd ends it): runAttach in apps/executor/src/streaming/sessions.ts only half-closes conmon\'s socket' },
     async () => {
       // containerd 1.6: `echo hi | crictl attach -i CAT` prints "hi" and exits 0 at once; the container runs on.
       const attach = spawnTracked(['attach', '-i', short(ctrs.cat)], { input: 'piped\n' });
@@ -603,6 +602,22 @@ describe('crictl: pods and containers', () => {
     await assert.rejects(httpGet(`http://127.0.0.1:${port}/`), /socket hang up|ECONNRESET/);
     await until('the forwarding error', () => forward.stderr().includes(`an error occurred forwarding ${port} -> 9`), () => JSON.stringify(forward.stderr()));
     await forward.kill();
+  });
+
+  test('SIGTERM to the executor with crictl exec -i open: the executor exits without waiting for the client, crictl ends, the container runs on', async () => {
+    // Operators expect a bounded stop with a client attached (systemd's TimeoutStopSec, a DaemonSet's
+    // grace period), as containerd's is; an open `crictl exec -i` used to hold the executor until it went.
+    const exec = spawnTracked(['exec', '-i', short(ctrs.ticker), 'sleep', '4321'], { keepStdin: true });
+    const sleeping = async () => (await crictl.ok(['exec', '-s', ctrs.ticker, 'ps', '-o', 'args'])).split('\n').some((l) => l.trim() === 'sleep 4321');
+    await waitFor('the exec to run', async () => ((await sleeping()) ? true : undefined));
+    const executor = stack.pid('executor');
+    process.kill(executor, 'SIGTERM');
+    // Well inside berthd's 10 s grace, with the client still connected and silent.
+    await waitFor('the executor to exit', async () => (existsSync(`/proc/${executor}`) ? undefined : true), 8000);
+    await endsWithin(exec, 10_000, 'crictl exec -i to end with the executor');
+    await waitFor('the container Running through a new executor', async () => ((await crictl.json(['inspect', ctrs.ticker]).catch(() => undefined))?.status.state === 'CONTAINER_RUNNING' ? true : undefined), 30_000);
+    assert.notEqual(stack.pid('executor'), executor);
+    assert.equal(await sleeping(), false, 'the exec’s process went with its stream');
   });
 
   test('stats lists running containers with CPU, memory and writable-layer use; -o json --id gives one container', async () => {

@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { FailedPreconditionError, InvalidArgumentError, ResourceExhaustedError } from '@berth/errors';
@@ -29,6 +30,8 @@ type Pending =
   | { kind: 'portforward'; podId: string; ports: number[] };
 
 const kinds = new Set(['exec', 'attach', 'portforward']);
+/** How long a stop waits for cut sessions to clean up after themselves. */
+const stopGraceMs = 5000;
 
 export class StreamingServer {
   private readonly tokens: TokenCache<Pending>;
@@ -36,6 +39,10 @@ export class StreamingServer {
   private readonly app: FastifyInstance;
   private readonly wss = new WebSocketServer({ noServer: true, maxPayload: 1 << 20, handleProtocols: (offered) => this.pickWsProtocol(offered) });
   private readonly sessions;
+  /** Connections taken over by an upgrade (SPDY or WebSocket), which the HTTP server no longer tracks. */
+  private readonly upgraded = new Set<Socket>();
+  /** The sessions being served, each settled once its process is gone and its cleanup done. */
+  private readonly serving = new Set<Promise<void>>();
   private baseUrl = '';
 
   constructor(
@@ -55,10 +62,14 @@ export class StreamingServer {
       return reply.code(400).send({ error: 'this URL needs an upgrade to SPDY/3.1 or WebSocket' });
     });
     this.app.server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
-      void this.upgrade(req, socket, head).catch((err: Error) => {
+      this.upgraded.add(socket);
+      socket.once('close', () => this.upgraded.delete(socket));
+      const served = this.upgrade(req, socket, head).catch((err: Error) => {
         ctx.logger.warn({ err: err.message }, 'streaming connection failed');
         socket.destroy();
       });
+      this.serving.add(served);
+      void served.finally(() => this.serving.delete(served));
     });
   }
 
@@ -71,8 +82,19 @@ export class StreamingServer {
     return this.baseUrl;
   }
 
+  /**
+   * Stops serving: every open stream is cut, as if its client had gone (its
+   * process killed, its port-forward closed), so that stopping never waits
+   * on a client; an HTTP server's close alone waits for upgraded and
+   * keep-alive connections to end.
+   */
   async stop(): Promise<void> {
     for (const ws of this.wss.clients) ws.terminate();
+    for (const socket of this.upgraded) socket.destroy();
+    this.app.server.closeAllConnections();
+    // Each cut session kills its process and cleans up; wait for that, within a bound.
+    const sessionsEnded = Promise.allSettled([...this.serving]);
+    await Promise.race([sessionsEnded, sleep(stopGraceMs, undefined, { ref: false })]);
     await this.app.close();
   }
 
@@ -203,7 +225,7 @@ export class StreamingServer {
         const command = await this.ctx.runtimeFor(pod.runtimeHandler)!.prepareExec(c.id, { ...c.process, args: pending.cmd, terminal: pending.tty }, scratch);
         outcome = await runExec({ command, scratch, tty: pending.tty }, channels);
       } else {
-        outcome = await runAttach({ dir: c.dir, tty: c.tty }, channels);
+        outcome = await runAttach({ dir: c.dir, tty: c.tty, stdinOnce: c.stdinOnce === true }, channels);
       }
     } catch (err) {
       outcome = { error: (err as Error).message };

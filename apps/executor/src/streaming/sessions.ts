@@ -138,6 +138,8 @@ export interface AttachTarget {
   /** The container's directory: conmon's `attach` socket and `ctl` pipe are there. */
   dir: string;
   tty: boolean;
+  /** The container was created with stdin_once: the attacher's stdin closing closes the container's. */
+  stdinOnce: boolean;
 }
 
 /** Output an attacher has not taken beyond this ends that attacher: the container's output is never held up. */
@@ -199,8 +201,9 @@ export async function runAttach(target: AttachTarget, channels: Channels): Promi
     channels.stdin?.on('data', (d: Buffer) => {
       for (let at = 0; at < d.length; at += attachChunk) guarded(() => socket.write(d.subarray(at, at + attachChunk)));
     });
-    // The client closing stdin closes the container's, when it was created with stdin_once.
-    channels.stdin?.on('end', () => guarded(() => socket.end()));
+    // The client closing stdin closes the container's, when it was created with stdin_once (without a
+    // terminal); otherwise it ends the attach and the container's stdin stays open, as containerd does.
+    channels.stdin?.on('end', () => (target.stdinOnce && !target.tty ? guarded(() => socket.end()) : end({ exitCode: 0 })));
   });
 }
 
