@@ -66,3 +66,18 @@ bool get_args(napi_env env, napi_callback_info info, size_t want, napi_value *ar
   size_t argc = want;
   return napi_get_cb_info(env, info, &argc, argv, NULL, NULL) == napi_ok;
 }
+
+/* The pointer of an external tagged `tag` (napi_type_tag_object);
+ * TypeError "must be <what>" for anything else, another kind of handle included. */
+void *get_tagged_external(napi_env env, napi_value v, const napi_type_tag *tag, const char *what) {
+  bool tagged = false;
+  void *p = NULL;
+  napi_valuetype t;
+  if (napi_typeof(env, v, &t) != napi_ok || t != napi_external || napi_check_object_type_tag(env, v, tag, &tagged) != napi_ok ||
+      !tagged || napi_get_value_external(env, v, &p) != napi_ok) {
+    throw_type(env, "ERR_INVALID_ARG_TYPE", "handle", what);
+    return NULL;
+  }
+  return p;
+}
+

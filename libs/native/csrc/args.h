@@ -13,4 +13,6 @@ bool get_cstring(napi_env env, napi_value v, const char *what, char **out);
 bool get_uint(napi_env env, napi_value v, const char *what, double max, unsigned int *out);
 /* Exactly `want` arguments (missing ones read as undefined and so fail the type checks). */
 bool get_args(napi_env env, napi_callback_info info, size_t want, napi_value *argv);
+/* The pointer inside an external tagged `tag`; TypeError "The "handle" argument must be <what>" otherwise. */
+void *get_tagged_external(napi_env env, napi_value v, const napi_type_tag *tag, const char *what);
 #endif

@@ -75,15 +75,7 @@ static void rewriter_free(napi_env env, void *data, void *hint) {
 }
 
 static rewriter *get_rewriter(napi_env env, napi_value v) {
-  bool tagged = false;
-  void *p = NULL;
-  napi_valuetype t;
-  if (napi_typeof(env, v, &t) != napi_ok || t != napi_external || napi_check_object_type_tag(env, v, &rewriter_tag, &tagged) != napi_ok ||
-      !tagged || napi_get_value_external(env, v, &p) != napi_ok) {
-    throw_type(env, "ERR_INVALID_ARG_TYPE", "handle", "an authority rewriter");
-    return NULL;
-  }
-  return p;
+  return get_tagged_external(env, v, &rewriter_tag, "an authority rewriter");
 }
 
 /* authorityRewriterOpen(replacement: string): a rewriter with fresh HPACK states on both sides. */

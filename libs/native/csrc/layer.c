@@ -924,6 +924,9 @@ static void handle_finalize(napi_env env, void *data, void *hint) {
   unref(data);
 }
 
+/* The type tag of an applier handle, so get_handle refuses any other external. */
+static const napi_type_tag applier_tag = {0x6265727468617070ULL, 0x6c6965726c617972ULL};
+
 static napi_value ApplierOpen(napi_env env, napi_callback_info info) {
   napi_value argv[4];
   char *root = NULL;
@@ -993,17 +996,13 @@ static napi_value ApplierOpen(napi_env env, napi_callback_info info) {
     napi_throw_error(env, NULL, "cannot make the layer applier's handle");
     return NULL;
   }
+  /* Only a handle tagged so is taken for an applier (a rewriter's is not). */
+  if (napi_type_tag_object(env, handle, &applier_tag) != napi_ok) return NULL;
   return handle;
 }
 
 static applier *get_handle(napi_env env, napi_value v) {
-  void *p = NULL;
-  napi_valuetype t;
-  if (napi_typeof(env, v, &t) != napi_ok || t != napi_external || napi_get_value_external(env, v, &p) != napi_ok) {
-    throw_type(env, "ERR_INVALID_ARG_TYPE", "handle", "a layer applier");
-    return NULL;
-  }
-  return p;
+  return get_tagged_external(env, v, &applier_tag, "a layer applier");
 }
 
 /*
