@@ -81,3 +81,13 @@ void *get_tagged_external(napi_env env, napi_value v, const napi_type_tag *tag, 
   return p;
 }
 
+
+bool export_functions(napi_env env, napi_value exports, const export_fn *fns, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    napi_value fn;
+    if (napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].cb, NULL, &fn) != napi_ok ||
+        napi_set_named_property(env, exports, fns[i].name, fn) != napi_ok)
+      return false;
+  }
+  return true;
+}

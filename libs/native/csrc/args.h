@@ -15,4 +15,11 @@ bool get_uint(napi_env env, napi_value v, const char *what, double max, unsigned
 bool get_args(napi_env env, napi_callback_info info, size_t want, napi_value *argv);
 /* The pointer inside an external tagged `tag`; TypeError "The "handle" argument must be <what>" otherwise. */
 void *get_tagged_external(napi_env env, napi_value v, const napi_type_tag *tag, const char *what);
+/* A binding's function under its JS name. */
+typedef struct {
+  const char *name;
+  napi_callback cb;
+} export_fn;
+/* Sets each of the `n` functions on `exports`; false with an exception pending if one could not be. */
+bool export_functions(napi_env env, napi_value exports, const export_fn *fns, size_t n);
 #endif

@@ -1084,15 +1084,6 @@ static napi_value ApplierAbort(napi_env env, napi_callback_info info) {
 }
 
 bool layer_register(napi_env env, napi_value exports) {
-  static const struct {
-    const char *name;
-    napi_callback cb;
-  } fns[] = {{"applierOpen", ApplierOpen}, {"applierPush", ApplierPush}, {"applierAbort", ApplierAbort}};
-  for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
-    napi_value fn;
-    if (napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].cb, NULL, &fn) != napi_ok ||
-        napi_set_named_property(env, exports, fns[i].name, fn) != napi_ok)
-      return false;
-  }
-  return true;
+  static const export_fn fns[] = {{"applierOpen", ApplierOpen}, {"applierPush", ApplierPush}, {"applierAbort", ApplierAbort}};
+  return export_functions(env, exports, fns, sizeof fns / sizeof fns[0]);
 }
