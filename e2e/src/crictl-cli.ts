@@ -9,17 +9,17 @@ import pty from 'node-pty';
 const repoRoot = resolve(import.meta.dirname, '../..');
 
 /**
- * The crictl binary: `$BERTH_CRI_TOOLS_DIR/crictl`, else the one next to the
+ * The crictl binary: `$CRI_TOOLS_DIR/crictl`, else the one next to the
  * repository (`<repo root>/../shared/bin/crictl`). Throws when there is none:
  * a suite that needs it fails rather than skips.
  */
 export function crictlBinary(): string {
-  const dir = process.env['BERTH_CRI_TOOLS_DIR'] ?? join(repoRoot, '../shared/bin');
+  const dir = process.env['CRI_TOOLS_DIR'] ?? join(repoRoot, '../shared/bin');
   const path = join(dir, 'crictl');
   try {
     accessSync(path, constants.X_OK);
   } catch {
-    throw new Error(`no executable crictl at ${path} (from ${process.env['BERTH_CRI_TOOLS_DIR'] === undefined ? 'the default <repo root>/../shared/bin' : 'BERTH_CRI_TOOLS_DIR'}): set BERTH_CRI_TOOLS_DIR to the directory holding cri-tools' crictl`);
+    throw new Error(`no executable crictl at ${path} (from ${process.env['CRI_TOOLS_DIR'] === undefined ? 'the default <repo root>/../shared/bin' : 'CRI_TOOLS_DIR'}): set CRI_TOOLS_DIR to the directory holding cri-tools' crictl`);
   }
   return path;
 }
