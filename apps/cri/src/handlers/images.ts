@@ -143,11 +143,12 @@ export function createImageStatusHandler(backends: Backends) {
 
 /**
  * RemoveImage: by id (or a unique prefix of one) removes the image; by a
- * tag or digest removes that name, and the image goes with its last tag,
- * its digest names with it (as containerd, CRI-O and Docker; the store's
- * removeImageName), its blobs and snapshots with the garbage collection
- * that follows. Removing what is not there succeeds, as the kubelet
- * expects.
+ * tag or digest removes that name only while the image has other tags (as
+ * CRI-O and Docker do; containerd 1.6 removes every name), and the image
+ * goes with its last tag, its digest names with it (as containerd, CRI-O
+ * and Docker do; the store's removeImageName), its blobs and snapshots with
+ * the garbage collection that follows. Removing what is not there succeeds,
+ * as the kubelet expects.
  */
 export function createRemoveImageHandler(backends: Backends, usage?: FsUsageView) {
   return async (request: criV1.RemoveImageRequest): Promise<criV1.RemoveImageResponse> => {
