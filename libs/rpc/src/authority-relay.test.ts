@@ -213,6 +213,29 @@ const HEADERS = 1;
 const RST_STREAM = 3;
 const END_HEADERS = 0x4;
 
+describe('what the listener holds before it chooses', () => {
+  test('a client that sends more than 1 MiB before its first request is relayed at once, not held', async () => {
+    const server = criServer();
+    const injector = server.createConnectionInjector(ServerCredentials.createInsecure());
+    const handed: Duplex[] = [];
+    const listener = createServer((socket) => routeConnection(socket, { injectConnection: (c) => (handed.push(c), injector.injectConnection(c)) }));
+    const path = join(dir, 'held.sock');
+    await new Promise<void>((resolve) => listener.listen(path, resolve));
+    cleanup.push(() => listener.close());
+    const socket = connect(path);
+    cleanup.push(() => socket.destroy());
+    socket.on('error', () => undefined);
+    await once(socket, 'connect');
+    // Frames of an unknown type, which HTTP/2 receivers ignore: 80 of 16 KiB, no request among them.
+    const filler = Array.from({ length: 80 }, () => frame(0xfa, 0, 0, Buffer.alloc(16_384)));
+    socket.write(Buffer.concat([PREFACE, SETTINGS, SETTINGS_ACK, ...filler]));
+    const started = Date.now();
+    while (handed.length === 0 && Date.now() - started < 1500) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(handed.length, 1, 'handed over before the 2 s wait for a request');
+    assert.ok(!(handed[0] instanceof Socket), 'through the relay');
+  });
+});
+
 describe('the server keeps its other checks', () => {
   test('a request with a path authority is answered with response headers', async () => {
     const path = await serveRouted('raw-ok');

@@ -25,8 +25,9 @@ import { ClientFrames } from './client-frames.js';
  *    replaced by `localhost`; everything else passes byte for byte, and the
  *    server's bytes go to the client untouched.
  *
- * A client that sends no request within {@link decisionTimeoutMs} is relayed,
- * which serves any client; the direct route is only ever a shortcut.
+ * A client that sends no request within {@link decisionTimeoutMs}, or more
+ * than {@link maxHeldBytes} before one, is relayed, which serves any client;
+ * the direct route is only ever a shortcut.
  */
 
 /** An empty SETTINGS frame: the relay's own opening, with every setting at its default. */
@@ -34,6 +35,8 @@ const OPENING_SETTINGS = Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]);
 /** What replaces an authority nghttp2 refuses: what grpc-js and the kubelet 1.31+ send. */
 const REPLACEMENT_AUTHORITY = 'localhost';
 const decisionTimeoutMs = 2000;
+/** What the listener holds while it has not chosen a route; a client that sends more is relayed at once. */
+const maxHeldBytes = 1024 * 1024;
 
 export interface ConnectionSink {
   injectConnection(connection: Duplex): void;
@@ -86,6 +89,7 @@ class RelayedConnection extends Duplex {
 export function routeConnection(socket: Socket, sink: ConnectionSink): void {
   const frames = new ClientFrames(new AuthorityRewriter(REPLACEMENT_AUTHORITY), { dropAck: true, keepOriginal: true });
   const rewritten: Buffer[] = [];
+  let held = 0;
   let decided = false;
   const ignoreError = (): void => undefined;
   const finish = (direct: boolean): void => {
@@ -109,8 +113,9 @@ export function routeConnection(socket: Socket, sink: ConnectionSink): void {
       socket.destroy();
       return;
     }
+    held += chunk.length;
     if (frames.notHttp2) finish(true);
-    else if (frames.replaced) finish(false);
+    else if (frames.replaced || held > maxHeldBytes) finish(false);
     else if (frames.blocks > 0 && frames.ackDropped) finish(true);
   };
   const timer = setTimeout(() => {
