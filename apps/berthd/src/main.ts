@@ -2,10 +2,10 @@
 // nats-server (unless one is configured), then the store, executor, image
 // (N replicas) and CRI services, restarts any that exit, prints the CRI
 // socket once it answers, and stops everything on SIGTERM or Ctrl-C.
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { chmodSync, chownSync, mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, isAbsolute, join, relative, sep } from 'node:path';
 import { startNatsServer, type NatsServerHandle } from '@berth/bus';
-import { loadConfig } from '@berth/config';
+import { ensurePrivateDir, loadConfig, type BerthConfig } from '@berth/config';
 import { berthVersion } from '@berth/config';
 // The logger alone: berthd exports no telemetry, so the OpenTelemetry SDK stays unloaded (about 25 MiB).
 import { createLogger } from '@berth/observability/logger';
@@ -37,6 +37,29 @@ async function waitForCri(socket: string, timeoutMs: number): Promise<void> {
   }
 }
 
+/**
+ * The state and run dirs, refused when others could change them, created (or
+ * narrowed) 0700: nothing in them is for other users. The directories from the
+ * run dir down to the CRI socket, when it lies there, are 0710 with the
+ * socket's group, so that group can reach the socket (0660) and nothing else.
+ */
+function prepareDirs(config: BerthConfig): void {
+  ensurePrivateDir(config.stateDir);
+  ensurePrivateDir(config.runDir);
+  const socketDir = dirname(config.socket);
+  const below = relative(config.runDir, socketDir);
+  if (!below.startsWith('..') && !isAbsolute(below)) {
+    let dir = config.runDir;
+    for (const part of ['', ...below.split(sep).filter((p) => p !== '')]) {
+      dir = join(dir, part);
+      ensurePrivateDir(dir, 0o710);
+      chmodSync(dir, 0o710);
+      chownSync(dir, process.getuid?.() ?? 0, config.socketGid);
+    }
+  }
+  mkdirSync(join(config.runDir, 'internal'), { recursive: true, mode: 0o700 });
+}
+
 async function main(): Promise<void> {
   let logger = createLogger({ service: 'berthd' });
   const config = loadConfig();
@@ -46,8 +69,7 @@ async function main(): Promise<void> {
     process.stderr.write(`berthd: another Berth is already serving on ${config.socket}; not starting\n`);
     process.exit(1);
   }
-  mkdirSync(config.stateDir, { recursive: true, mode: 0o711 });
-  mkdirSync(join(config.runDir, 'internal'), { recursive: true, mode: 0o700 });
+  prepareDirs(config);
 
   let nats: NatsServerHandle | undefined;
   // Each service watches this pid and stops when berthd is gone (see runDaemon). Two malloc

@@ -29,7 +29,7 @@ export class Supervisor {
     private readonly pidDir: string,
     private readonly logger: Logger,
   ) {
-    mkdirSync(pidDir, { recursive: true });
+    mkdirSync(pidDir, { recursive: true, mode: 0o700 });
   }
 
   add(spec: ChildSpec): void {

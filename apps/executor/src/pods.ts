@@ -174,7 +174,7 @@ export class Pods {
     };
     const undo: (() => Promise<unknown>)[] = [];
     try {
-      await mkdir(dir, { recursive: true, mode: 0o711 });
+      await mkdir(dir, { recursive: true, mode: 0o700 });
       undo.push(() => rm(dir, { recursive: true, force: true }));
       if (config.logDirectory) await mkdir(config.logDirectory, { recursive: true, mode: 0o755 });
       const cni = hostNetwork ? undefined : await loadCniConfig(this.ctx.config.cni.confDir, this.ctx.config.cni.binDirs);

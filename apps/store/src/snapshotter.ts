@@ -198,7 +198,7 @@ export class OverlaySnapshotter implements Snapshotter {
    * with every snapshot built on it (their layers are incomplete).
    */
   async reconcile(): Promise<{ removedDirs: number; removedRecords: number }> {
-    await mkdir(this.deps.root, { recursive: true, mode: 0o711 });
+    await mkdir(this.deps.root, { recursive: true, mode: 0o700 });
     const rows = await this.deps.db.snapshot.findMany();
     const byDir = new Map(rows.map((r) => [String(r.dirId), r]));
     let removedDirs = 0;

@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { mkdtempSync } from 'node:fs';
+import { chmodSync, mkdtempSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -68,4 +68,18 @@ test('database URLs name their dialect', () => {
   assert.equal(dialectOf('file:/var/lib/berth/berth.db'), 'sqlite');
   assert.equal(dialectOf('postgresql://berth@localhost/berth'), 'postgresql');
   assert.throws(() => dialectOf('mysql://x'), /file: .* postgresql:\/\//);
+});
+
+test('the SQLite database and its -wal and -shm files are readable by their owner only, old ones narrowed at open', async () => {
+  const path = join(dir, 'private.db');
+  const db = await openDatabase(`file:${path}`);
+  await db.prisma.$queryRawUnsafe('SELECT 1');
+  for (const f of [path, `${path}-wal`, `${path}-shm`]) assert.equal(statSync(f).mode & 0o777, 0o600, f);
+  await db.close();
+  const old = join(dir, 'old.db');
+  writeFileSync(old, '');
+  chmodSync(old, 0o644);
+  const again = await openDatabase(`file:${old}`);
+  assert.equal(statSync(old).mode & 0o777, 0o600);
+  await again.close();
 });

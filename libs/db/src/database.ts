@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { chmodSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { PrismaBetterSqlite3 } from '@prisma/adapter-better-sqlite3';
 import { PrismaPg } from '@prisma/adapter-pg';
@@ -34,9 +34,18 @@ export async function openDatabase(url: string): Promise<Database> {
   if (dialect === 'sqlite') {
     const path = sqlitePath(url);
     mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-    const raw = new BetterSqlite3(path, { timeout: 10_000 });
+    // The database holds every image's and snapshot's metadata: only its owner may read it.
+    // SQLite gives the -wal and -shm files the database file's mode, so they follow.
+    const previous = process.umask(0o077);
+    let raw: BetterSqlite3.Database;
+    try {
+      raw = new BetterSqlite3(path, { timeout: 10_000 });
+    } finally {
+      process.umask(previous);
+    }
     let applied: number;
     try {
+      restrictToOwner(path);
       raw.pragma('journal_mode = WAL');
       raw.pragma('foreign_keys = ON');
       applied = migrateSqlite(raw, listMigrations('sqlite'));
@@ -58,4 +67,15 @@ export async function openDatabase(url: string): Promise<Database> {
   }
   const prisma = new PostgresClient({ adapter: new PrismaPg({ connectionString: url }) }) as unknown as Db;
   return { prisma, dialect, appliedMigrations: applied, close: () => prisma.$disconnect() };
+}
+
+/** Narrows a database made before Berth created it 0600 (and its -wal and -shm files) to its owner. */
+function restrictToOwner(path: string): void {
+  for (const file of [path, `${path}-wal`, `${path}-shm`]) {
+    try {
+      chmodSync(file, 0o600);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+  }
 }

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { diesWithParent } from '@berth/bus';
 import { connectCri, type CriClient } from '@berth/client';
@@ -38,6 +38,8 @@ export interface StackHandle {
  */
 export async function startStack(options: StackOptions = {}): Promise<StackHandle> {
   const dir = mkdtempSync('/tmp/berth-stack-');
+  // Open like /var/lib and /run, so the state and run dirs' own modes are what keeps other users out.
+  chmodSync(dir, 0o755);
   const socket = join(dir, 'run/berth.sock');
   const cniDir = join(dir, 'cni');
   mkdirSync(cniDir);
