@@ -8,6 +8,7 @@ import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { Client, credentials, status } from '@grpc/grpc-js';
+import { connect as natsConnect } from 'nats';
 import { isCategory } from '@berth/errors';
 import { criV1 } from '@berth/proto';
 import { startStack, type StackHandle, type StackService } from '@berth/testing';
@@ -171,6 +172,18 @@ describe('operating the stack', () => {
     await eventually('the CRI to answer again', async () => (await stack.cri.runtime.version({ version: '0.1.0' })).runtimeName);
     assert.notEqual(stack.pid('cri'), before);
     assert.equal(statSync(stack.socket).mode & 0o777, 0o660);
+  });
+
+  test('the bus admits only logins berthd made, and no password is on a command line', async () => {
+    const url = readFileSync(join(stack.dir, 'run/nats.url'), 'utf8').trim();
+    await assert.rejects(natsConnect({ servers: url, maxReconnectAttempts: 0 }), (err: Error & { code?: string }) => err.code === 'AUTHORIZATION_VIOLATION');
+    assert.equal(statSync(join(stack.dir, 'run/bus')).mode & 0o777, 0o700);
+    const { password } = JSON.parse(readFileSync(join(stack.dir, 'run/bus/store.json'), 'utf8')) as { password: string };
+    assert.equal(statSync(join(stack.dir, 'run/bus/store.json')).mode & 0o777, 0o600);
+    const nc = await natsConnect({ servers: url, user: 'store', pass: password, maxReconnectAttempts: 0 });
+    await nc.close();
+    const { stdout } = await run('ps', ['-eo', 'args']);
+    assert.ok(!stdout.includes(password), 'no password in any argv');
   });
 
   test('a second Berth on a live socket fails clearly and does not steal it', async () => {

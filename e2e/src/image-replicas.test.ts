@@ -46,7 +46,9 @@ before(async () => {
     },
   ]);
   stack = await startStack({ extraConfig: '[image]\nreplicas = 2\n' });
-  nc = await connect({ servers: readFileSync(join(stack.dir, 'run/nats.url'), 'utf8').trim() });
+  // berthctl's login: it may listen to pull progress, as this test does.
+  const { user, password } = JSON.parse(readFileSync(join(stack.dir, 'run/bus/berthctl.json'), 'utf8')) as { user: string; password: string };
+  nc = await connect({ servers: readFileSync(join(stack.dir, 'run/nats.url'), 'utf8').trim(), user, pass: password });
 });
 after(async () => {
   await nc?.close();

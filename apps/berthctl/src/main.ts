@@ -5,7 +5,7 @@ import { BerthError } from '@berth/errors';
 import { berthVersion } from '@berth/config';
 import { imageFsInfoCommand, imagesCommand, infoCommand, inspectImageCommand, pullCommand, removeImagesCommand, versionCommand } from './commands.js';
 import { connectCri, defaultSocket } from '@berth/client';
-import { natsUrlFor, watchPullProgress } from './progress.js';
+import { natsCredentialsFor, natsUrlFor, watchPullProgress } from './progress.js';
 import { createCommand, eventsCommand, execSyncCommand, inspectCommand, logsCommand, podsCommand, psCommand, runPodCommand, statsCommand } from './runtime-commands.js';
 import { attachCommand, execCommand, portForwardCommand, type StreamFlags } from './streaming-commands.js';
 
@@ -122,7 +122,7 @@ async function main(argv: string[]): Promise<number> {
         if (positionals[1] === undefined) throw new Error('pull needs an image');
         {
           const { formatReference, parseReference } = await import('@berth/registry');
-          const watcher = await watchPullProgress(natsUrlFor(endpoint), formatReference(parseReference(positionals[1])), process.stderr);
+          const watcher = await watchPullProgress(natsUrlFor(endpoint), formatReference(parseReference(positionals[1])), process.stderr, natsCredentialsFor(endpoint));
           await pullCommand(cri, out, positionals[1], values.creds, watcher);
         }
         return 0;

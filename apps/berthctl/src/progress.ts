@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { connect, type NatsConnection } from 'nats';
-import { subjects, type EventEnvelope, type PullProgress } from '@berth/bus';
+import { inboxPrefixFor, readBusCredentials, subjects, type BusCredentials, type EventEnvelope, type PullProgress } from '@berth/bus';
 
 export interface ProgressWatcher {
   stop(): Promise<void>;
@@ -12,6 +12,19 @@ export function natsUrlFor(socket: string): string | undefined {
   if (process.env['BERTH_NATS__URL']) return process.env['BERTH_NATS__URL'];
   try {
     return readFileSync(join(dirname(socket.replace(/^unix:\/\//, '')), 'nats.url'), 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * berthctl's login to berthd's own bus (`bus/berthctl.json` in its run dir, readable by root
+ * only; it may only listen to pull progress), or $BERTH_NATS__CREDENTIALS; none when absent.
+ */
+export function natsCredentialsFor(socket: string): BusCredentials | undefined {
+  const path = process.env['BERTH_NATS__CREDENTIALS'] || join(dirname(socket.replace(/^unix:\/\//, '')), 'bus', 'berthctl.json');
+  try {
+    return readBusCredentials(path);
   } catch {
     return undefined;
   }
@@ -31,11 +44,12 @@ function bar(p: PullProgress, width = 30): string {
  * redrawn in place on a terminal, one line per phase change otherwise.
  * Progress is best effort: without the bus, the pull goes on silently.
  */
-export async function watchPullProgress(natsUrl: string | undefined, image: string, err: NodeJS.WriteStream): Promise<ProgressWatcher> {
+export async function watchPullProgress(natsUrl: string | undefined, image: string, err: NodeJS.WriteStream, credentials?: BusCredentials): Promise<ProgressWatcher> {
   if (natsUrl === undefined) return { stop: async () => undefined };
   let nc: NatsConnection;
   try {
-    nc = await connect({ servers: natsUrl, timeout: 1000, name: 'berthctl' });
+    const login = credentials === undefined ? {} : { user: credentials.user, pass: credentials.password, inboxPrefix: inboxPrefixFor(credentials.user) };
+    nc = await connect({ servers: natsUrl, timeout: 1000, name: 'berthctl', ...login });
   } catch {
     return { stop: async () => undefined };
   }

@@ -4,7 +4,7 @@
 // socket once it answers, and stops everything on SIGTERM or Ctrl-C.
 import { chmodSync, chownSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, relative, sep } from 'node:path';
-import { startNatsServer, type NatsServerHandle } from '@berth/bus';
+import { startNatsServer, writeBusAuth, type BusAuthFiles, type NatsServerHandle } from '@berth/bus';
 import { ensurePrivateDir, loadConfig, type BerthConfig } from '@berth/config';
 import { berthVersion } from '@berth/config';
 // The logger alone: berthd exports no telemetry, so the OpenTelemetry SDK stays unloaded (about 25 MiB).
@@ -72,12 +72,16 @@ async function main(): Promise<void> {
   prepareDirs(config);
 
   let nats: NatsServerHandle | undefined;
+  // Berth's own nats-server admits only Berth's services, each with a password made at this start
+  // and the permissions of its role (busPermissions); the secrets reach it in a file, not in argv.
+  let busAuth: BusAuthFiles | undefined;
   // Each service watches this pid and stops when berthd is gone (see runDaemon). Two malloc
   // arenas, not glibc's eight per core: a Node service's native allocations are few, and
   // each arena keeps its own freed memory resident (about 40 MiB less for the store).
   const env: NodeJS.ProcessEnv = { MALLOC_ARENA_MAX: '2', ...process.env, BERTHD_PID: String(process.pid) };
   if (config.nats.url === '') {
-    nats = await startNatsServer({ binary: config.nats.binary, port: config.nats.port, dieWithParent: true });
+    busAuth = writeBusAuth(join(config.runDir, 'bus'));
+    nats = await startNatsServer({ binary: config.nats.binary, port: config.nats.port, configFile: busAuth.configFile, dieWithParent: true });
     env['BERTH_NATS__URL'] = nats.url;
     logger.info({ url: nats.url }, 'nats-server started');
     // Where local tools (berthctl pull's progress) find the bus.
@@ -89,8 +93,10 @@ async function main(): Promise<void> {
   // that allocate little per request keep it at 1 MiB (17-20 MiB less resident each). The image
   // service, which allocates per chunk of every download, keeps V8's default.
   const smallYoungGeneration = ['--max-semi-space-size=1'];
-  const service = (name: string, app: string, extraEnv: NodeJS.ProcessEnv = {}, nodeArgs: string[] = smallYoungGeneration) =>
-    supervisor.add({ name, command: process.execPath, args: [...nodeArgs, join(appsDir, app, 'dist/main.js')], env: { ...env, ...extraEnv } });
+  const service = (name: string, app: 'store' | 'executor' | 'image' | 'cri', extraEnv: NodeJS.ProcessEnv = {}, nodeArgs: string[] = smallYoungGeneration) => {
+    const credentials = busAuth === undefined ? {} : { BERTH_NATS__CREDENTIALS: busAuth.credentialsFile(app) };
+    supervisor.add({ name, command: process.execPath, args: [...nodeArgs, join(appsDir, app, 'dist/main.js')], env: { ...env, ...credentials, ...extraEnv } });
+  };
   service('store', 'store');
   service('executor', 'executor');
   for (let i = 0; i < config.image.replicas; i++) service(i === 0 ? 'image' : `image-${i}`, 'image', i === 0 ? {} : { BERTH_OBSERVABILITY__PORTS__IMAGE: '0' }, []);
@@ -117,7 +123,7 @@ async function main(): Promise<void> {
         await new Promise((r) => setTimeout(r, delay));
         if (stopping) return;
         try {
-          nats = await startNatsServer({ binary: config.nats.binary, port: handle.port });
+          nats = await startNatsServer({ binary: config.nats.binary, port: handle.port, ...(busAuth === undefined ? {} : { configFile: busAuth.configFile }) });
           watchNats(nats);
         } catch (err) {
           logger.error({ err }, 'nats-server restart failed');

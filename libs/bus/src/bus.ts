@@ -2,6 +2,7 @@ import { context, propagation, type TextMapGetter, type TextMapSetter } from '@o
 import { connect, headers, type MsgHdrs, type NatsConnection, type Subscription } from 'nats';
 import { BerthError, DeadlineExceededError, errorCategories, InternalError, UnavailableError, type ErrorCategory } from '@berth/errors';
 import type { Logger } from '@berth/observability';
+import { inboxPrefixFor, type BusCredentials } from './auth.js';
 import type { EventSubject, RequestSubject } from './subjects.js';
 
 const headerSetter: TextMapSetter<MsgHdrs> = { set: (carrier, key, value) => carrier.set(key, value) };
@@ -29,6 +30,8 @@ export interface BusOptions {
   /** This process's name, shown by the server and written as `source` on events. */
   name: string;
   logger: Logger;
+  /** The user this process logs in as (see writeBusAuth); none for a server without authentication. */
+  credentials?: BusCredentials;
 }
 
 /**
@@ -49,6 +52,9 @@ export class Bus {
       connection = await connect({
         servers: options.url.split(','),
         name: options.name,
+        ...(options.credentials === undefined
+          ? {}
+          : { user: options.credentials.user, pass: options.credentials.password, inboxPrefix: inboxPrefixFor(options.credentials.user) }),
         maxReconnectAttempts: -1,
         reconnectTimeWait: 250,
         waitOnFirstConnect: true,

@@ -1,3 +1,5 @@
+export { busPermissions, inboxPrefixFor, natsAuthorization, readBusCredentials, writeBusAuth } from './auth.js';
+export type { BusAuthFiles, BusCredentials, BusPermissions, BusUser } from './auth.js';
 export { Bus } from './bus.js';
 export type { BusOptions, EventEnvelope } from './bus.js';
 export { eventSubject, imageQueueGroup, requestSubject, subjects } from './subjects.js';

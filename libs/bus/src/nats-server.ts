@@ -22,6 +22,11 @@ export interface NatsServerOptions {
   binary?: string;
   /** 0 or absent: a free loopback port. */
   port?: number;
+  /**
+   * A nats-server configuration file (`-c`), such as writeBusAuth's: how
+   * secrets reach the server, since its command line is anyone's to read.
+   */
+  configFile?: string;
   /** Store directory for JetStream; JetStream is off without it. */
   storeDir?: string;
   /** How long to wait for the server to say it is ready. */
@@ -60,7 +65,7 @@ export interface NatsServerHandle {
  */
 export async function startNatsServer(options: NatsServerOptions = {}): Promise<NatsServerHandle> {
   const port = options.port !== undefined && options.port !== 0 ? options.port : await freeLoopbackPort();
-  const args = ['-a', '127.0.0.1', '-p', String(port)];
+  const args = [...(options.configFile === undefined ? [] : ['-c', options.configFile]), '-a', '127.0.0.1', '-p', String(port)];
   if (options.storeDir !== undefined) {
     await mkdir(options.storeDir, { recursive: true });
     args.push('-js', '-sd', options.storeDir);

@@ -26,6 +26,12 @@ export const configSchema = z
         port: port.default(0),
         /** The nats-server binary Berth starts. */
         binary: z.string().default('nats-server'),
+        /**
+         * A file with the user and password this process logs in to NATS with
+         * (JSON `{ "user", "password" }`); empty: none. berthd sets it for each
+         * service it starts against its own nats-server.
+         */
+        credentials: z.string().default(''),
       })
       .strict()
       .prefault({}),

@@ -1,5 +1,5 @@
 import { loadConfig, type BerthConfig, type ServiceName } from '@berth/config';
-import { Bus, subjects } from '@berth/bus';
+import { Bus, readBusCredentials, subjects } from '@berth/bus';
 import { createLogger, initTelemetry, startHealthServer, type CheckResult, type Logger, type Telemetry } from '@berth/observability';
 import { berthVersion } from '@berth/config';
 import { mallocTrim } from '@berth/native';
@@ -77,7 +77,8 @@ export async function runDaemon(spec: DaemonSpec): Promise<void> {
     });
     steps.push(() => telemetry.shutdown());
     if (config.nats.url === '') throw new Error('nats.url is empty: start services through berthd, or set BERTH_NATS__URL');
-    const bus = await Bus.connect({ url: config.nats.url, name: `berth-${spec.service}-${process.pid}`, logger });
+    const credentials = config.nats.credentials === '' ? {} : { credentials: readBusCredentials(config.nats.credentials) };
+    const bus = await Bus.connect({ url: config.nats.url, name: `berth-${spec.service}-${process.pid}`, logger, ...credentials });
     steps.push(() => bus.close());
     const ctx: DaemonContext = { service: spec.service, config, logger, telemetry, bus, version: berthVersion, onShutdown: (s) => void steps.push(s) };
     const readiness = await spec.start(ctx);
