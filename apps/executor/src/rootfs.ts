@@ -4,7 +4,7 @@ import { mkdir, readFile, rmdir } from 'node:fs/promises';
 import { InternalError, isCategory } from '@berth/errors';
 import { writableDir } from '@berth/store-api';
 import type { ExecutorContext } from './context.js';
-import { mount, unmount } from '@berth/native';
+import { mount, mountPoints, unmount } from '@berth/native';
 
 /**
  * Mounts a writable snapshot `key` on `parent` at `target`, or with `readonly` a
@@ -41,8 +41,7 @@ export async function unmountRootfs(ctx: ExecutorContext, key: string, target: s
   });
 }
 
-/** Whether something is mounted at `path` (an absolute path without spaces or escapes), by this process's mountinfo. */
+/** Whether something is mounted at `path` (an absolute path), by this process's mountinfo. */
 export async function isMountPoint(path: string): Promise<boolean> {
-  const info = await readFile('/proc/self/mountinfo', 'utf8');
-  return info.split('\n').some((line) => line.split(' ')[4] === path);
+  return mountPoints(await readFile('/proc/self/mountinfo', 'utf8')).includes(path);
 }

@@ -6,6 +6,7 @@ import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { accessSync, constants, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
+import { mountPoints } from '@berth/native';
 import { startRegistry, type RegistryHandle } from '@berth/testing';
 
 export const repoRoot = resolve(import.meta.dirname, '../../..');
@@ -212,11 +213,7 @@ export function suiteFailures(outDir: string): string[] {
 /** The mount points under dir (from /proc/self/mountinfo), deepest first. */
 export function mountsUnder(dir: string): string[] {
   const prefix = `${resolve(dir)}/`;
-  // mountinfo escapes space, tab, newline and backslash in octal.
-  const unescape = (s: string): string => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-  return readFileSync('/proc/self/mountinfo', 'utf8')
-    .split('\n')
-    .map((line) => unescape(line.split(' ')[4] ?? ''))
+  return mountPoints(readFileSync('/proc/self/mountinfo', 'utf8'))
     .filter((m) => m.startsWith(prefix))
     .sort((a, b) => b.length - a.length);
 }

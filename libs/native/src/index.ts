@@ -229,6 +229,20 @@ export async function unmount(target: string): Promise<boolean> {
   }
 }
 
+/**
+ * The mount points a mountinfo file lists (`/proc/<pid>/mountinfo`'s text,
+ * field 5 of each line), in its order, with the octal escapes of space, tab,
+ * newline and backslash undone.
+ */
+export function mountPoints(mountinfo: string): string[] {
+  const points: string[] = [];
+  for (const line of mountinfo.split('\n')) {
+    const field = line.split(' ')[4];
+    if (field !== undefined) points.push(field.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8))));
+  }
+  return points;
+}
+
 /** Where to pin each new namespace (an existing file each), and the hostname for a new UTS namespace. */
 export interface NamespacePins {
   net?: string;

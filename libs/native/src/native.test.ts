@@ -24,6 +24,7 @@ import {
   makeOverlayWhiteout,
   mknod,
   mount,
+  mountPoints,
   pinNamespaces,
   runProcess,
   setOverlayOpaque,
@@ -427,6 +428,16 @@ test('diskUsage counts blocks and inodes as du does: a hard link once, a symlink
   assert.ok(usage.bytes >= 600_000, `the shared file counts here too: ${usage.bytes}`);
   assert.deepEqual(await diskUsage(join(dir, 'no-such-tree')), { bytes: 0, inodes: 0 });
   await assert.rejects(diskUsage(join(root, 'a\0b')), TypeError);
+});
+
+test('mountPoints reads field 5 of each mountinfo line, octal escapes undone; the live mountinfo holds /', () => {
+  const info = [
+    '22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw',
+    '98 22 0:48 / /var/tmp/a\\040b\\011c\\134d rw - tmpfs tmpfs rw',
+    '',
+  ].join('\n');
+  assert.deepEqual(mountPoints(info), ['/', '/var/tmp/a b\tc\\d']);
+  assert.ok(mountPoints(readFileSync('/proc/self/mountinfo', 'utf8')).includes('/'));
 });
 
 test('LayerApplier: a missing root is ENOENT, a plain tar applies, and one batch waits at a time', async () => {
