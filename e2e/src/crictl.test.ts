@@ -18,7 +18,7 @@ import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, before, describe, test } from 'node:test';
 import { buildImage, pushImage, type BuiltImage } from '@berth/oci';
-import { busyboxRootfs, freeLoopbackPort, startRegistry, startStack, waitFor, type RegistryHandle, type StackHandle } from '@berth/testing';
+import { busyboxRootfs, freeLoopbackPort, removeAllPods, startRegistry, startStack, waitFor, type RegistryHandle, type StackHandle } from '@berth/testing';
 import { Crictl, crictlBinary, parseTable, type CrictlProcess, type CrictlTerminal } from './crictl-cli.js';
 
 const repoRoot = resolve(import.meta.dirname, '../..');
@@ -75,8 +75,7 @@ after(async () => {
       if ('child' in p) await p.kill();
       else p.kill();
     }
-    const pods = await stack?.cri.runtime.listPodSandbox({ filter: undefined }).catch(() => ({ items: [] }));
-    for (const p of pods?.items ?? []) await stack.cri.runtime.removePodSandbox({ podSandboxId: p.id }).catch(() => undefined);
+    if (stack !== undefined) await removeAllPods(stack);
     await stack?.stop().catch((err: Error) => {
       // A stack that leaves a mount behind fails the suite; the machine is cleaned up all the same.
       const left = readFileSync('/proc/mounts', 'utf8').split('\n').map((l) => l.split(' ')[1] ?? '').filter((m) => m.startsWith(`${stack.dir}/`));

@@ -12,7 +12,7 @@ import { imageSpec } from '@berth/client';
 import { isCategory } from '@berth/errors';
 import { buildImage, pushImage } from '@berth/oci';
 import { criV1 } from '@berth/proto';
-import { busyboxRootfs, startRegistry, startStack, waitFor, type RegistryHandle, type StackHandle } from '@berth/testing';
+import { busyboxRootfs, removeAllPods, startRegistry, startStack, waitFor, type RegistryHandle, type StackHandle } from '@berth/testing';
 
 const execFileAsync = promisify(execFile);
 let stack: StackHandle;
@@ -34,8 +34,7 @@ before(async () => {
 });
 after(async () => {
   // Whatever a failed test left running goes with the stack.
-  const pods = await stack?.cri.runtime.listPodSandbox({ filter: undefined }).catch(() => ({ items: [] }));
-  for (const p of pods?.items ?? []) await stack.cri.runtime.removePodSandbox({ podSandboxId: p.id }).catch(() => undefined);
+  if (stack !== undefined) await removeAllPods(stack);
   await stack?.stop();
   await registry?.stop();
   rmSync(logRoot, { recursive: true, force: true });

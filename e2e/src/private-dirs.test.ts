@@ -9,7 +9,7 @@ import { promisify } from 'node:util';
 import { imageSpec } from '@berth/client';
 import { buildImage, pushImage } from '@berth/oci';
 import { criV1 } from '@berth/proto';
-import { busyboxRootfs, startRegistry, startStack, waitFor, type RegistryHandle, type StackHandle } from '@berth/testing';
+import { busyboxRootfs, removeAllPods, startRegistry, startStack, waitFor, type RegistryHandle, type StackHandle } from '@berth/testing';
 
 const run = promisify(execFile);
 const asNobody = ['--reuid=65534', '--regid=65534', '--clear-groups'];
@@ -54,8 +54,7 @@ before(async () => {
   logPath = join(logRoot, 'private', 'app/0.log');
 });
 after(async () => {
-  const pods = await stack?.cri.runtime.listPodSandbox({ filter: undefined }).catch(() => ({ items: [] }));
-  for (const p of pods?.items ?? []) await stack.cri.runtime.removePodSandbox({ podSandboxId: p.id }).catch(() => undefined);
+  if (stack !== undefined) await removeAllPods(stack);
   await stack?.stop();
   await registry?.stop();
   rmSync(logRoot, { recursive: true, force: true });

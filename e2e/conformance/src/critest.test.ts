@@ -19,7 +19,7 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { startStack, type RegistryHandle, type StackHandle } from '@berth/testing';
+import { removeAllPods, startStack, type RegistryHandle, type StackHandle } from '@berth/testing';
 import { forceRemove, imageRegistry, locateKit, mountsUnder, readSpecs, repoRoot, run, suiteFailures, type Spec } from './kit.js';
 
 const outDir = join(repoRoot, 'tmp/conformance');
@@ -33,15 +33,6 @@ const note = (line: string): void => {
   process.stderr.write(`conformance: ${line}\n`);
 };
 const seconds = (since: number): string => `${((Date.now() - since) / 1000).toFixed(1)} s`;
-
-/** Lists the pods critest left behind (an interrupted run) and removes them. */
-async function removeLeftovers(stack: StackHandle): Promise<void> {
-  const { items } = await stack.cri.runtime.listPodSandbox({ filter: undefined });
-  for (const pod of items) {
-    await stack.cri.runtime.stopPodSandbox({ podSandboxId: pod.id }).catch(() => undefined);
-    await stack.cri.runtime.removePodSandbox({ podSandboxId: pod.id }).catch(() => undefined);
-  }
-}
 
 /** What did not stop or go away cleanly after the run. */
 const cleanupProblems: string[] = [];
@@ -90,7 +81,7 @@ async function conformance(): Promise<Spec[]> {
     };
     const s = stack;
     if (s !== undefined) {
-      await removeLeftovers(s).catch(() => undefined);
+      await removeAllPods(s);
       let left: string[] = [];
       await attempt(`stopping the stack and removing ${s.dir}`, async () => {
         try {

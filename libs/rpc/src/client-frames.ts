@@ -187,9 +187,9 @@ export class ClientFrames {
     if (buf.length < size) return 0;
     const frame = Buffer.from(buf.subarray(0, size));
     const payload = frame.subarray(FRAME_HEADER_BYTES);
-    const block = this.block ?? this.open(h, payload);
-    if (block !== this.block) this.block = block;
-    else block.fragments.push(payload);
+    if (this.block === undefined) this.block = this.open(h, payload);
+    else this.block.fragments.push(payload);
+    const block = this.block;
     block.bytes += block.fragments.at(-1)!.length;
     if (this.original !== undefined) block.raw.push(frame);
     if (block.bytes > MAX_BLOCK_BYTES) throw new ClientProtocolError('a header block is too large');

@@ -5,7 +5,7 @@ export { startTokenServer } from './token-server.js';
 export { startFakeRegistry } from './fake-registry.js';
 export type { FakeRegistryHandle, FakeRoute } from './fake-registry.js';
 export type { TokenServerHandle } from './token-server.js';
-export { startStack } from './stack.js';
+export { removeAllPods, startStack } from './stack.js';
 export type { StackHandle, StackOptions, StackService } from './stack.js';
 export { freeLoopbackPort, startNatsServer } from '@berth/bus';
 export type { NatsServerHandle } from '@berth/bus';

@@ -113,3 +113,14 @@ export async function startStack(options: StackOptions = {}): Promise<StackHandl
     },
   };
 }
+
+/**
+ * Removes every pod the stack still has, and their containers with them
+ * (RemovePodSandbox stops what runs): what a suite's failed tests left
+ * behind, before the stack stops. Failures are ignored; a stack that cannot
+ * answer has nothing more to give.
+ */
+export async function removeAllPods(stack: StackHandle): Promise<void> {
+  const pods = await stack.cri.runtime.listPodSandbox({ filter: undefined }).catch(() => ({ items: [] }));
+  for (const p of pods.items) await stack.cri.runtime.removePodSandbox({ podSandboxId: p.id }).catch(() => undefined);
+}
