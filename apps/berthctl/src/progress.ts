@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { connect, type NatsConnection } from 'nats';
-import { inboxPrefixFor, readBusCredentials, subjects, type BusCredentials, type EventEnvelope, type PullProgress } from '@berth/bus';
+import { natsLogin, readBusCredentials, subjects, type BusCredentials, type EventEnvelope, type PullProgress } from '@berth/bus';
 
 export interface ProgressWatcher {
   stop(): Promise<void>;
@@ -48,8 +48,7 @@ export async function watchPullProgress(natsUrl: string | undefined, image: stri
   if (natsUrl === undefined) return { stop: async () => undefined };
   let nc: NatsConnection;
   try {
-    const login = credentials === undefined ? {} : { user: credentials.user, pass: credentials.password, inboxPrefix: inboxPrefixFor(credentials.user) };
-    nc = await connect({ servers: natsUrl, timeout: 1000, name: 'berthctl', ...login });
+    nc = await connect({ servers: natsUrl, timeout: 1000, name: 'berthctl', ...natsLogin(credentials) });
   } catch {
     return { stop: async () => undefined };
   }

@@ -25,6 +25,11 @@ export interface BusPermissions {
 export const inboxPrefixFor = (user: string): string => `_INBOX.${user}`;
 const inbox = (user: string): string => `${inboxPrefixFor(user)}.>`;
 
+/** The nats.js connect options that log in as `credentials` (none: no login), with the user's own inbox prefix. */
+export function natsLogin(credentials: BusCredentials | undefined): { user?: string; pass?: string; inboxPrefix?: string } {
+  return credentials === undefined ? {} : { user: credentials.user, pass: credentials.password, inboxPrefix: inboxPrefixFor(credentials.user) };
+}
+
 const started = subjects.serviceStarted.subject;
 
 /**

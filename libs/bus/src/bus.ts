@@ -2,7 +2,7 @@ import { context, propagation, type TextMapGetter, type TextMapSetter } from '@o
 import { connect, headers, type MsgHdrs, type NatsConnection, type Subscription } from 'nats';
 import { BerthError, DeadlineExceededError, errorCategories, InternalError, UnavailableError, type ErrorCategory } from '@berth/errors';
 import type { Logger } from '@berth/observability';
-import { inboxPrefixFor, type BusCredentials } from './auth.js';
+import { natsLogin, type BusCredentials } from './auth.js';
 import type { EventSubject, RequestSubject } from './subjects.js';
 
 const headerSetter: TextMapSetter<MsgHdrs> = { set: (carrier, key, value) => carrier.set(key, value) };
@@ -52,9 +52,7 @@ export class Bus {
       connection = await connect({
         servers: options.url.split(','),
         name: options.name,
-        ...(options.credentials === undefined
-          ? {}
-          : { user: options.credentials.user, pass: options.credentials.password, inboxPrefix: inboxPrefixFor(options.credentials.user) }),
+        ...natsLogin(options.credentials),
         maxReconnectAttempts: -1,
         reconnectTimeWait: 250,
         waitOnFirstConnect: true,

@@ -1,4 +1,4 @@
-export { busPermissions, inboxPrefixFor, natsAuthorization, readBusCredentials, writeBusAuth } from './auth.js';
+export { busPermissions, inboxPrefixFor, natsAuthorization, natsLogin, readBusCredentials, writeBusAuth } from './auth.js';
 export type { BusAuthFiles, BusCredentials, BusPermissions, BusUser } from './auth.js';
 export { Bus } from './bus.js';
 export type { BusOptions, EventEnvelope } from './bus.js';
